@@ -1,17 +1,19 @@
 // Validated safetensors reader (memory-mapped) and sharded checkpoint set.
 //
-// Format (https://github.com/huggingface/safetensors): u64 little-endian header length N, N bytes of
-// JSON {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then the data
-// region. Offsets are relative to the data region. Nothing is trusted before it is checked against
-// the file: header length within the file and <= kMaxHeaderBytes, known dtypes, non-negative dims,
-// product(shape) * dtype size == end - begin (overflow-checked), begin <= end <= data size, no two
-// tensors overlapping, and (as the format requires) the tensors cover the data region with no holes.
+// Format (https://github.com/huggingface/safetensors): u64 little-endian header length N, N bytes
+// of JSON {name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}, then the
+// data region. Offsets are relative to the data region. Nothing is trusted before it is checked
+// against the file: header length within the file and <= kMaxHeaderBytes, known dtypes,
+// non-negative dims, product(shape) * dtype size == end - begin (overflow-checked), begin <= end <=
+// data size, no two tensors overlapping, and (as the format requires) the tensors cover the data
+// region with no holes.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <span>
 #include <string>
 #include <string_view>
@@ -24,8 +26,8 @@ namespace dsocr {
 
 enum class DType : uint8_t { BF16, F16, F32, F64, I8, U8, I16, U16, I32, U32, I64, U64, BOOL };
 
-size_t dtype_size(DType t);              // bytes per element
-const char* dtype_name(DType t);         // "BF16", ...
+size_t dtype_size(DType t);       // bytes per element
+const char* dtype_name(DType t);  // "BF16", ...
 Expected<DType> parse_dtype(std::string_view name);
 
 constexpr uint64_t kMaxHeaderBytes = 100ull << 20;  // 100 MB
@@ -36,7 +38,7 @@ struct TensorInfo {
   std::vector<int64_t> shape;
   uint64_t offset = 0;  // absolute byte offset in its file (header + 8 + begin)
   uint64_t nbytes = 0;
-  int shard = 0;        // index into Checkpoint::files()
+  int shard = 0;  // index into Checkpoint::files()
   int64_t numel() const;
   std::string shape_str() const;  // "[1280,1280]"
 };
@@ -116,7 +118,19 @@ class Checkpoint {
 // beyond 8-byte alignment of the header). Returns the header bytes including the u64 length
 // prefix; each tensor's `offset` is set to its absolute file offset. Used by dsocr-synth, the
 // golden dump writer and the tests that build crafted files.
+// A tensor whose `nbytes` is 0 gets numel * dtype size; a nonzero `nbytes` must equal it. On a bad
+// tensor (negative dim, size overflow, nbytes mismatch, empty/duplicate/reserved name) it returns
+// an empty string; try_build_safetensors_header says why.
 std::string build_safetensors_header(std::vector<TensorInfo>& tensors,
                                      const std::map<std::string, std::string>& metadata = {});
+Expected<std::string> try_build_safetensors_header(
+    std::vector<TensorInfo>& tensors, const std::map<std::string, std::string>& metadata = {});
+
+// Parse JSON text without trusting it: duplicate keys (which nlohmann would silently resolve to
+// the last one) and nesting deeper than `max_depth` are errors, as is invalid JSON. `what` names
+// the text in messages ("model.safetensors.index.json"). Shared by the safetensors header, the
+// shard index and config.json readers.
+Expected<nlohmann::json> parse_json_strict(std::string_view text, const std::string& what,
+                                           int max_depth = 16);
 
 }  // namespace dsocr
