@@ -1,0 +1,36 @@
+// Rotary position embedding of the DeepSeek-OCR decoder (../shared/MODEL.md §7.1): NeoX /
+// "rotate_half" layout over the full head_dim (128), base theta = 10000, no scaling.
+//   inv_freq[j] = 1 / theta^(2j / head_dim)            j in [0, head_dim/2), float32 as PyTorch
+//   a = float32(pos) * inv_freq[j]                     (float32 product, as the HF outer product)
+//   c = cos(a), s = sin(a)                             (float32)
+//   x'[j]         = x[j] * c - x[j + h] * s            h = head_dim / 2
+//   x'[j + h]     = x[j + h] * c + x[j] * s
+// which is q·cos + rotate_half(q)·sin with emb = cat(freqs, freqs), rotate_half(x) =
+// cat(-x[h:], x[:h]). NOT the interleaved MLA-path permutation of modeling_deepseekv2.py.
+// CPU float32 reference; CUDA launchers join this header when the GPU issues land.
+#pragma once
+
+#include <cstdint>
+
+namespace dsocr {
+
+// inv_freq exactly as PyTorch float32 computes
+//   1.0 / (theta ** (torch.arange(0, head_dim, 2).float() / head_dim)).
+// PRECOND: head_dim even, >= 2.
+void rope_inv_freq_ref(float* inv_freq,  // [head_dim / 2]
+                       int head_dim, float theta);
+
+// cos/sin table rows for the given positions (what rope_ref applies).
+// PRECOND: head_dim even; pos[t] >= 0.
+void rope_cos_sin_ref(const int32_t* pos,  // [n_pos]
+                      float* cos_out,      // [n_pos, head_dim / 2]
+                      float* sin_out,      // [n_pos, head_dim / 2]
+                      int64_t n_pos, int head_dim, float theta);
+
+// Rotates q or k in place: token t is at position pos[t].
+// PRECOND: x, pos non-null; head_dim even; pos[t] >= 0. Multithreaded over tokens.
+void rope_ref(float* x,            // [T, n_heads, head_dim], rotated in place
+              const int32_t* pos,  // [T]
+              int64_t T, int n_heads, int head_dim, float theta);
+
+}  // namespace dsocr
