@@ -14,12 +14,17 @@ namespace dsocr {
 
 // Which part of the model a tensor belongs to (for byte accounting, quantization policy, offload).
 enum class TensorClass : uint8_t {
-  kSam, kClip, kProjector,   // vision + glue (projector, image_newline, view_seperator)
-  kEmbed, kLmHead, kNorm,     // token embedding, lm_head, all decoder RMSNorm gains
-  kAttn,                      // q,k,v,o projections
-  kDenseMlp,                  // layer 0 SwiGLU
-  kRouter,                    // MoE gate
-  kSharedExpert, kRoutedExpert,
+  kSam,           // SAM-B encoder, neck, net_2, net_3
+  kClip,          // CLIP-L encoder
+  kProjector,     // projector, image_newline, view_seperator
+  kEmbed,         // token embedding
+  kLmHead,        // lm_head
+  kNorm,          // all decoder RMSNorm gains
+  kAttn,          // q, k, v, o projections
+  kDenseMlp,      // layer 0 SwiGLU
+  kRouter,        // MoE gate
+  kSharedExpert,  // fused shared experts of the MoE layers
+  kRoutedExpert,  // the 64 routed experts of each MoE layer
 };
 const char* tensor_class_name(TensorClass c);
 
@@ -31,8 +36,14 @@ struct TensorSpec {
   int64_t numel() const;
 };
 
-// All 2710 tensors of the official checkpoint, in a fixed order (vision, projector, decoder).
+// All 2710 tensors of the official checkpoint, in a fixed order: the order of the official
+// model's state_dict (image_newline, view_seperator, SAM, CLIP, projector, embed_tokens, decoder
+// layers, norm, lm_head), which is also the order of the golden checksum file.
 std::vector<TensorSpec> checkpoint_schema(const ModelConfig& cfg);
+
+// The schema as TensorInfos (name, dtype, shape; offsets unset), ready for
+// build_safetensors_header.
+std::vector<TensorInfo> schema_tensor_infos(const std::vector<TensorSpec>& schema);
 
 // Check a checkpoint against the schema. On failure the message lists every missing, unexpected,
 // mis-shaped and mis-typed tensor by name (expected vs actual), capped at a readable length with
