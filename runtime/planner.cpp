@@ -1,0 +1,332 @@
+#include "runtime/planner.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+
+#include "runtime/cuda_check.h"
+
+namespace dsocr {
+namespace {
+
+uint64_t align_up(uint64_t x) {
+  return (x + kPoolAlign - 1) / kPoolAlign * kPoolAlign;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+const char* kSizeForms =
+    "use a number of bytes with an optional unit, e.g. 6G, 2500M, 512MiB, 1.5GB";
+
+// Side of the square views the mode encodes, and how many of each at most (one page).
+struct ViewGroup {
+  int side;
+  int count;
+};
+std::vector<ViewGroup> view_groups(Mode mode) {
+  const ModeSpec& s = mode_spec(mode);
+  if (!s.crop) return {{s.image_size, 1}};
+  return {{s.base_size, 1}, {kTileSize, kMaxCropsHF}};
+}
+
+}  // namespace
+
+Expected<uint64_t> parse_size(std::string_view text) {
+  auto bad = [&](const char* why) {
+    return Status::Error(
+        strfmt("size '%.*s': %s; %s", static_cast<int>(text.size()), text.data(), why, kSizeForms));
+  };
+  if (text.empty()) return bad("empty");
+  // Number part: digits with at most one '.', no sign, no exponent.
+  size_t i = 0;
+  bool dot = false, digit = false;
+  for (; i < text.size(); ++i) {
+    char c = text[i];
+    if (c >= '0' && c <= '9') {
+      digit = true;
+    } else if (c == '.' && !dot) {
+      dot = true;
+    } else {
+      break;
+    }
+  }
+  if (!digit) return bad("no number");
+  const std::string number(text.substr(0, i));
+  std::string unit = lower(text.substr(i));
+  if (!unit.empty() && unit.front() == ' ') unit.erase(0, 1);
+  struct Unit {
+    const char* name;
+    double mult;
+  };
+  static const Unit kUnits[] = {
+      {"", 1},       {"b", 1},        {"k", 0x1p10},   {"kib", 0x1p10}, {"kb", 1e3},
+      {"m", 0x1p20}, {"mib", 0x1p20}, {"mb", 1e6},     {"g", 0x1p30},   {"gib", 0x1p30},
+      {"gb", 1e9},   {"t", 0x1p40},   {"tib", 0x1p40}, {"tb", 1e12},
+  };
+  const Unit* u = nullptr;
+  for (const Unit& k : kUnits)
+    if (unit == k.name) u = &k;
+  if (!u) return bad("unknown unit (K, M, G, T, KiB..TiB are binary; KB..TB decimal; B bytes)");
+  const double value = std::strtod(number.c_str(), nullptr) * u->mult;
+  if (!(value < 0x1p63)) return bad("too large");
+  const double rounded = std::floor(value);
+  if (rounded < 1) return bad("must be at least 1 byte");
+  return static_cast<uint64_t>(rounded);
+}
+
+std::string format_bytes(uint64_t bytes) {
+  static const char* kUnits[] = {"B", "kB", "MB", "GB", "TB", "PB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 999.5 && u < 5) {
+    v /= 1000;
+    ++u;
+  }
+  if (u == 0) return strfmt("%llu B", static_cast<unsigned long long>(bytes));
+  if (v >= 99.95) return strfmt("%.0f %s", v, kUnits[u]);
+  if (v >= 9.995) return strfmt("%.1f %s", v, kUnits[u]);
+  return strfmt("%.2f %s", v, kUnits[u]);
+}
+
+int max_prompt_tokens(Mode mode) {
+  const ModeSpec& spec = mode_spec(mode);
+  int image = image_token_count(spec, TileGrid{1, 1});
+  if (spec.crop) {
+    // Every grid dynamic_preprocess can choose: w*h in [kMinCrops, kMaxCropsHF].
+    for (int w = 1; w <= kMaxCropsHF; ++w)
+      for (int h = 1; w * h <= kMaxCropsHF; ++h)
+        if (w * h >= kMinCrops) image = std::max(image, image_token_count(spec, TileGrid{w, h}));
+  }
+  return 1 + image + kPromptTextTokens;  // BOS + image + text
+}
+
+Expected<std::vector<WeightEntry>> weight_entries(const Checkpoint& ckpt,
+                                                  const std::vector<TensorSpec>& schema) {
+  std::unordered_map<std::string_view, TensorClass> cls;
+  cls.reserve(schema.size());
+  for (const TensorSpec& s : schema) cls.emplace(s.name, s.cls);
+  std::vector<WeightEntry> out;
+  out.reserve(ckpt.tensors().size());
+  for (const TensorInfo& t : ckpt.tensors()) {
+    auto it = cls.find(t.name);
+    if (it == cls.end())
+      return Status::Error(
+          strfmt("%s: tensor %s is not part of DeepSeek-OCR; validate the "
+                 "checkpoint (dsocr-run --inspect) for the full list",
+                 ckpt.dir().c_str(), t.name.c_str()));
+    out.push_back(WeightEntry{t.name, t.nbytes, it->second});
+  }
+  return out;
+}
+
+// KV cache, BF16: K and V for every layer, dim = n_heads * head_dim values each (MHA, no MLA).
+// 12 x 2 x 1280 x 2 B = 61,440 B per token (DESIGN.md §4).
+uint64_t kv_cache_bytes(const ModelConfig& cfg, int kv_tokens) {
+  return static_cast<uint64_t>(kv_tokens) * cfg.n_layers * 2 * cfg.dim * 2;
+}
+
+// DeepEncoder workspace for one page (BF16 elements x 2 B). Views of one size run as one batch;
+// groups of different sizes (Gundam: the 1024 global view, then up to 9 tiles of 640) run one
+// after the other and reuse the region, so the workspace is the largest group. The projector
+// writes straight into the decoder's input rows (decoder region), so nothing here outlives a group.
+// Per view of side S, patch grid g = S/16, N = g^2 tokens:
+//   SAM blocks   Np x (768 x + 768 LN + 2304 qkv + 768 attn-out + 3072 mlp) = Np x 7680,
+//                Np = (ceil(g/14)*14)^2 tokens after zero-padding to whole 14x14 windows
+//   rel-pos      global blocks keep Q.R_h and Q.R_w in FP32: 12 heads x N x g x 2 x 2 (FP32 = 2
+//                BF16 elements)
+//   neck, nets   N x 256 x 2 (two convs) + (g/2)^2 x 512 + (g/4)^2 x 1024
+//   CLIP-L       T = (g/4)^2 + 1 tokens x (4 x 1024 + 3072 qkv + 4096 mlp) = T x 11264
+//   pixels       3 x S^2;  projector input + output (g/4)^2 x (2048 + 1280)
+// 1024 view: 120 MB (25 MB of it rel-pos); Gundam: max(1 x 1024, 9 x 640 tiles) = 9 x 41 MB =
+// 368 MB.
+uint64_t vision_workspace_bytes(const ModelConfig& cfg, Mode mode) {
+  uint64_t worst = 0;
+  for (const ViewGroup& g : view_groups(mode)) {
+    const uint64_t S = g.side, grid = S / cfg.sam.patch, n = grid * grid;
+    const uint64_t wgrid = (grid + cfg.sam.window - 1) / cfg.sam.window * cfg.sam.window;
+    const uint64_t np = wgrid * wgrid;
+    const uint64_t q = (grid / 4) * (grid / 4);  // tokens after net_3 (16x compression)
+    const uint64_t sam = np * (3 * cfg.sam.dim + 3 * cfg.sam.dim + cfg.sam.mlp_dim);
+    const uint64_t relpos = cfg.sam.n_heads * n * grid * 2 * 2;
+    const uint64_t neck = n * cfg.sam.neck_dim * 2 + (n / 4) * cfg.sam.net2_dim +
+                          q * static_cast<uint64_t>(cfg.sam.net3_dim);
+    const uint64_t clip = (q + 1) * (4ull * cfg.clip.dim + 3 * cfg.clip.dim + cfg.clip.mlp_dim);
+    const uint64_t io = 3 * S * S + q * static_cast<uint64_t>(cfg.proj_in + cfg.proj_out);
+    const uint64_t per_view = (sam + relpos + neck + clip + io) * 2;
+    worst = std::max(worst, per_view * g.count);
+  }
+  return worst;
+}
+
+// Decoder activations for a prefill of max_batch prompts of `prompt_tokens` rows each
+// (decode steps use a subset of the same buffers). BF16 elements per row:
+//   residual, hidden, normed, attn-out 4 x 1280; q,k,v 3 x 1280
+//   MLP, the larger of  dense layer 0: gate, up, act 3 x 6848 = 20544
+//                       MoE: top_k x (1280 permuted in + 3 x 896 + 1280 out) + shared 3 x 1792
+//                            = 6 x 5248 + 5376 = 36864
+//   router: FP32 logits + probs 2 x 64 x 4 B, top-k ids + weights 6 x 8 B
+// = (7 x 1280 + 36864) x 2 B + 560 B = 92 KB per row; Gundam (1328 rows) 122 MB.
+// Plus the FP32 logits of the last position of every sequence: max_batch x vocab x 4 B.
+uint64_t decoder_activation_bytes(const ModelConfig& cfg, int prompt_tokens, int max_batch) {
+  const uint64_t rows = static_cast<uint64_t>(prompt_tokens) * max_batch;
+  const uint64_t moe = static_cast<uint64_t>(cfg.top_k) * (2 * cfg.dim + 3 * cfg.moe_inter) +
+                       3ull * cfg.shared_inter();
+  const uint64_t mlp = std::max<uint64_t>(3ull * cfg.dense_inter, moe);
+  const uint64_t per_row = (7ull * cfg.dim + mlp) * 2 + 2ull * cfg.n_experts * 4 + cfg.top_k * 8;
+  return rows * per_row + static_cast<uint64_t>(max_batch) * cfg.vocab * 4;
+}
+
+// Per sequence: token history (int32 x max_pos), banned-token mask (1 B x vocab), n-gram table
+// (2 x max_pos slots of 8 B key + 4 B next token) = 32 KB + 129 KB + 197 KB = 358 KB.
+uint64_t sampling_state_bytes(const ModelConfig& cfg, int max_batch) {
+  const uint64_t per_seq = 4ull * cfg.max_pos + cfg.vocab + 2ull * cfg.max_pos * 12;
+  return per_seq * max_batch;
+}
+
+const Region* MemoryPlan::find_region(std::string_view name) const {
+  for (const Region& r : regions)
+    if (r.name == name) return &r;
+  return nullptr;
+}
+
+const TensorSlot* MemoryPlan::find_tensor(std::string_view name) const {
+  auto it = tensor_index.find(std::string(name));
+  return it == tensor_index.end() ? nullptr : &tensors[it->second];
+}
+
+std::string MemoryPlan::describe() const {
+  std::string s = strfmt(
+      "memory plan: mode %s, prompt <= %d tokens, max new tokens %d, kv cache "
+      "%d tokens, batch %d\n",
+      mode_spec(mode).name, prompt_tokens, max_new_tokens, kv_tokens, max_batch);
+  s += strfmt("  %-24s %14s %10s  %s\n", "region", "offset", "size", "");
+  for (const Region& r : regions)
+    s += strfmt("  %-24s %14llu %10s  %s\n", r.name.c_str(),
+                static_cast<unsigned long long>(r.offset), format_bytes(r.bytes).c_str(),
+                r.note.c_str());
+  s += strfmt("  %-24s %14s %10s  (%llu bytes)\n", "total", "", format_bytes(total).c_str(),
+              static_cast<unsigned long long>(total));
+  if (budget)
+    s += strfmt("  %-24s %14s %10s  %s, %.1f%% used\n", "budget", "", format_bytes(budget).c_str(),
+                budget_source.c_str(),
+                100.0 * static_cast<double>(total) / static_cast<double>(budget));
+  else
+    s += strfmt("  %-24s %14s %10s  %s\n", "budget", "", "-", budget_source.c_str());
+  return s;
+}
+
+Expected<MemoryPlan> plan_memory(const ModelConfig& cfg, const std::vector<WeightEntry>& weights,
+                                 const PlanOptions& opt) {
+  MemoryPlan p;
+  p.mode = opt.mode;
+  p.prompt_tokens = max_prompt_tokens(opt.mode);
+  const int room = cfg.max_pos - p.prompt_tokens;  // positions left for new tokens
+  if (room < 1)
+    return Status::Error(
+        strfmt("mode %s: a prompt can take %d tokens, more than the model's %d "
+               "positions; use a smaller mode",
+               mode_spec(opt.mode).name, p.prompt_tokens, cfg.max_pos));
+  if (opt.max_batch < 1 || opt.max_batch > 4096)
+    return Status::Error(strfmt("max batch %d: must be 1..4096", opt.max_batch));
+  p.max_batch = opt.max_batch;
+  p.max_new_tokens = opt.max_new_tokens == 0 ? room : opt.max_new_tokens;
+  if (p.max_new_tokens < 1 || p.max_new_tokens > room)
+    return Status::Error(
+        strfmt("max new tokens %d: must be 1..%d with mode %s (%d positions minus "
+               "a prompt of up to %d tokens)",
+               p.max_new_tokens, room, mode_spec(opt.mode).name, cfg.max_pos, p.prompt_tokens));
+  const int per_seq = std::min(cfg.max_pos, p.prompt_tokens + p.max_new_tokens);
+  const int64_t kv_max = static_cast<int64_t>(cfg.max_pos) * p.max_batch;
+  p.kv_tokens = opt.kv_tokens == 0 ? per_seq * p.max_batch : opt.kv_tokens;
+  if (p.kv_tokens < p.prompt_tokens + 1 || p.kv_tokens > kv_max)
+    return Status::Error(
+        strfmt("kv tokens %d: must be %d..%lld (one prompt of mode %s plus one "
+               "new token, up to %d positions x batch %d)",
+               p.kv_tokens, p.prompt_tokens + 1, static_cast<long long>(kv_max),
+               mode_spec(opt.mode).name, cfg.max_pos, p.max_batch));
+
+  uint64_t cursor = 0;
+  auto add_region = [&](std::string name, RegionKind kind, uint64_t bytes, std::string note) {
+    p.regions.push_back(Region{std::move(name), kind, cursor, bytes, std::move(note)});
+    cursor = align_up(cursor + bytes);
+  };
+
+  // Weights, one region per class in TensorClass order; tensors in checkpoint order inside.
+  constexpr int kClasses = static_cast<int>(TensorClass::kRoutedExpert) + 1;
+  std::vector<uint64_t> class_bytes(kClasses, 0);
+  std::vector<int> class_count(kClasses, 0);
+  std::vector<uint64_t> slot_offset(weights.size());
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const int c = static_cast<int>(weights[i].cls);
+    if (c < 0 || c >= kClasses)
+      return Status::Error(strfmt("tensor %s: unknown tensor class %d (internal error)",
+                                  weights[i].name.c_str(), c));
+    slot_offset[i] = class_bytes[c];
+    class_bytes[c] = align_up(class_bytes[c] + weights[i].nbytes);
+    ++class_count[c];
+  }
+  std::vector<int> class_region(kClasses, -1);
+  for (int c = 0; c < kClasses; ++c) {
+    if (class_count[c] == 0) continue;
+    class_region[c] = static_cast<int>(p.regions.size());
+    add_region(std::string("weights.") + tensor_class_name(static_cast<TensorClass>(c)),
+               RegionKind::kWeights, class_bytes[c], strfmt("%d tensors", class_count[c]));
+  }
+  p.tensors.reserve(weights.size());
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const WeightEntry& w = weights[i];
+    if (!p.tensor_index.emplace(w.name, p.tensors.size()).second)
+      return Status::Error(strfmt("tensor %s listed twice (internal error)", w.name.c_str()));
+    p.tensors.push_back(
+        TensorSlot{w.name, class_region[static_cast<int>(w.cls)], slot_offset[i], w.nbytes});
+  }
+
+  add_region("kv_cache", RegionKind::kKvCache, kv_cache_bytes(cfg, p.kv_tokens),
+             strfmt("%d tokens x %d layers x K,V x %d x 2 B", p.kv_tokens, cfg.n_layers, cfg.dim));
+  add_region("vision", RegionKind::kActivations, vision_workspace_bytes(cfg, opt.mode),
+             strfmt("largest view group of mode %s (estimate)", mode_spec(opt.mode).name));
+  add_region("decoder", RegionKind::kActivations,
+             decoder_activation_bytes(cfg, p.prompt_tokens, p.max_batch),
+             strfmt("prefill of %d x %d rows + logits (estimate)", p.max_batch, p.prompt_tokens));
+  add_region("sampling", RegionKind::kSampling, sampling_state_bytes(cfg, p.max_batch),
+             strfmt("%d sequence(s): history, n-gram table, banned mask", p.max_batch));
+  p.total = cursor;
+
+  // Budget.
+  if (opt.gpu_mem > 0) {
+    p.budget = opt.gpu_mem;
+    p.budget_source = opt.budget_name;
+  } else if (opt.device >= 0) {
+    uint64_t free_bytes = 0, total_bytes = 0;
+    Status s = cuda_mem_info(opt.device, &free_bytes, &total_bytes);
+    if (!s.ok())
+      return Status::Error("cannot size the memory budget: " + s.message() + "; set " +
+                           opt.budget_name + " or run on a machine with a GPU");
+    p.budget = free_bytes;
+    p.budget_source =
+        strfmt("free memory of GPU %d (of %s)", opt.device, format_bytes(total_bytes).c_str());
+  } else {
+    p.budget_source = "none (no GPU)";
+  }
+  if (p.budget > 0 && p.total > p.budget) {
+    std::vector<const Region*> order;
+    for (const Region& r : p.regions) order.push_back(&r);
+    std::stable_sort(order.begin(), order.end(),
+                     [](const Region* a, const Region* b) { return a->bytes > b->bytes; });
+    std::string biggest;
+    for (size_t i = 0; i < order.size() && i < 3; ++i)
+      biggest += strfmt("%s%s %s", i ? ", " : "", order[i]->name.c_str(),
+                        format_bytes(order[i]->bytes).c_str());
+    return Status::Error(strfmt("plan needs %s > %s (%s): %s, ...; %s",
+                                format_bytes(p.total).c_str(), p.budget_source.c_str(),
+                                format_bytes(p.budget).c_str(), biggest.c_str(), opt.fix.c_str()));
+  }
+  return p;
+}
+
+}  // namespace dsocr

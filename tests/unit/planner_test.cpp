@@ -1,0 +1,339 @@
+// The memory planner: size parsing, the plan's layout invariants, the formulas, the defaults per
+// mode, and the one-line errors (bad options, over budget).
+#include "runtime/planner.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "runtime/cuda_check.h"
+
+namespace dsocr {
+namespace {
+
+TEST(ParseSize, AcceptsUnits) {
+  struct Case {
+    const char* text;
+    uint64_t bytes;
+  };
+  const Case cases[] = {
+      {"3G", 3ull << 30},
+      {"3g", 3ull << 30},
+      {"2500M", 2500ull << 20},
+      {"512MiB", 512ull << 20},
+      {"512mib", 512ull << 20},
+      {"1.5GB", 1500000000ull},
+      {"1.5G", 3ull << 29},
+      {"1073741824", 1073741824},
+      {"64k", 64ull << 10},
+      {"64KB", 64000},
+      {"100B", 100},
+      {"2T", 2ull << 40},
+      {"2TB", 2000000000000ull},
+      {"1 GiB", 1ull << 30},
+      {".5K", 512},
+  };
+  for (const Case& c : cases) {
+    Expected<uint64_t> r = parse_size(c.text);
+    ASSERT_TRUE(r.ok()) << c.text << ": " << r.message();
+    EXPECT_EQ(*r, c.bytes) << c.text;
+  }
+}
+
+TEST(ParseSize, RejectsGarbageWithOneLine) {
+  for (const char* bad :
+       {"", "G", "-1G", "3X", "1e9", "0", "0.1", "3GG", "1.2.3G", "abc", "99999999999T", "6 G B"}) {
+    Expected<uint64_t> r = parse_size(bad);
+    EXPECT_FALSE(r.ok()) << "'" << bad << "' parsed as " << (r.ok() ? *r : 0);
+    if (!r.ok()) {
+      EXPECT_NE(r.message().find(std::string("'") + bad + "'"), std::string::npos) << r.message();
+      EXPECT_NE(r.message().find("e.g. 6G"), std::string::npos) << r.message();
+      EXPECT_EQ(r.message().find('\n'), std::string::npos);
+    }
+  }
+}
+
+TEST(FormatBytes, ThreeSignificantDigits) {
+  EXPECT_EQ(format_bytes(512), "512 B");
+  EXPECT_EQ(format_bytes(330956800), "331 MB");
+  EXPECT_EQ(format_bytes(6672212480ull), "6.67 GB");
+  EXPECT_EQ(format_bytes(12345678), "12.3 MB");
+  EXPECT_EQ(format_bytes(999499), "999 kB");
+  EXPECT_EQ(format_bytes(999500), "1.00 MB");
+}
+
+TEST(Planner, MaxPromptTokensPerMode) {
+  // BOS + image tokens (MODEL.md table; Gundam's largest grid is 1x9 tiles: 273 + 90*11) + text.
+  EXPECT_EQ(max_prompt_tokens(Mode::kTiny), 1 + 73 + kPromptTextTokens);
+  EXPECT_EQ(max_prompt_tokens(Mode::kSmall), 1 + 111 + kPromptTextTokens);
+  EXPECT_EQ(max_prompt_tokens(Mode::kBase), 1 + 273 + kPromptTextTokens);
+  EXPECT_EQ(max_prompt_tokens(Mode::kLarge), 1 + 421 + kPromptTextTokens);
+  EXPECT_EQ(max_prompt_tokens(Mode::kGundam), 1 + 1263 + kPromptTextTokens);
+}
+
+TEST(Planner, Formulas) {
+  const ModelConfig cfg;
+  EXPECT_EQ(kv_cache_bytes(cfg, 1), 61440u);  // DESIGN.md §4: 60 KB per token
+  EXPECT_EQ(kv_cache_bytes(cfg, 8192), 8192ull * 61440);
+  // Vision grows with the view size; Gundam's 9 tiles of 640 outweigh one 1024 view.
+  EXPECT_LT(vision_workspace_bytes(cfg, Mode::kTiny), vision_workspace_bytes(cfg, Mode::kSmall));
+  EXPECT_LT(vision_workspace_bytes(cfg, Mode::kSmall), vision_workspace_bytes(cfg, Mode::kBase));
+  EXPECT_LT(vision_workspace_bytes(cfg, Mode::kBase), vision_workspace_bytes(cfg, Mode::kLarge));
+  EXPECT_GT(vision_workspace_bytes(cfg, Mode::kGundam), vision_workspace_bytes(cfg, Mode::kBase));
+  // Order of magnitude of the comment's arithmetic: a 1024 view ~ 120 MB, Gundam ~ 350 MB.
+  EXPECT_GT(vision_workspace_bytes(cfg, Mode::kBase), 100e6);
+  EXPECT_LT(vision_workspace_bytes(cfg, Mode::kBase), 140e6);
+  EXPECT_GT(vision_workspace_bytes(cfg, Mode::kGundam), 300e6);
+  EXPECT_LT(vision_workspace_bytes(cfg, Mode::kGundam), 400e6);
+  // Decoder: linear in rows, plus FP32 logits per sequence.
+  const uint64_t one = decoder_activation_bytes(cfg, 1000, 1);
+  const uint64_t two = decoder_activation_bytes(cfg, 1000, 2);
+  EXPECT_EQ(two, 2 * one);
+  EXPECT_EQ(decoder_activation_bytes(cfg, 0, 1), 129280u * 4);
+  EXPECT_EQ(sampling_state_bytes(cfg, 3), 3 * sampling_state_bytes(cfg, 1));
+}
+
+// Random weight list: sizes 1..3 MB (odd ones too) spread over all classes.
+std::vector<WeightEntry> random_weights(uint32_t seed, int n) {
+  std::mt19937 rng(seed);
+  std::vector<WeightEntry> w;
+  for (int i = 0; i < n; ++i) {
+    WeightEntry e;
+    e.name = "t" + std::to_string(i);
+    e.nbytes = 1 + rng() % 3000000;
+    e.cls = static_cast<TensorClass>(rng() % (static_cast<int>(TensorClass::kRoutedExpert) + 1));
+    w.push_back(e);
+  }
+  return w;
+}
+
+PlanOptions no_gpu(Mode mode = Mode::kGundam) {
+  PlanOptions o;
+  o.mode = mode;
+  o.device = -1;
+  return o;
+}
+
+TEST(Planner, LayoutInvariants) {
+  const ModelConfig cfg;
+  for (uint32_t seed : {1u, 2u, 3u}) {
+    const std::vector<WeightEntry> weights = random_weights(seed, 300);
+    Expected<MemoryPlan> p = plan_memory(cfg, weights, no_gpu());
+    ASSERT_TRUE(p.ok()) << p.message();
+    // Regions: aligned, in order, not overlapping, inside the total.
+    uint64_t end = 0;
+    for (const Region& r : p->regions) {
+      EXPECT_EQ(r.offset % kPoolAlign, 0u) << r.name;
+      EXPECT_GE(r.offset, end) << r.name;
+      end = r.offset + r.bytes;
+      EXPECT_EQ(p->find_region(r.name), &r);
+    }
+    EXPECT_GE(p->total, end);
+    EXPECT_EQ(p->total % kPoolAlign, 0u);
+    EXPECT_LT(p->total - end, kPoolAlign);
+    // Tensors: one slot each, aligned, inside its weights region of the right class, no overlap.
+    ASSERT_EQ(p->tensors.size(), weights.size());
+    std::vector<std::pair<uint64_t, uint64_t>> spans;
+    for (size_t i = 0; i < weights.size(); ++i) {
+      const TensorSlot* s = p->find_tensor(weights[i].name);
+      ASSERT_NE(s, nullptr) << weights[i].name;
+      EXPECT_EQ(s->nbytes, weights[i].nbytes);
+      const Region& r = p->regions[s->region];
+      EXPECT_EQ(r.kind, RegionKind::kWeights);
+      EXPECT_EQ(r.name, std::string("weights.") + tensor_class_name(weights[i].cls));
+      EXPECT_EQ(s->offset % kPoolAlign, 0u);
+      EXPECT_LE(s->offset + s->nbytes, r.bytes) << s->name;
+      spans.emplace_back(p->tensor_offset(*s), p->tensor_offset(*s) + s->nbytes);
+    }
+    std::sort(spans.begin(), spans.end());
+    for (size_t i = 1; i < spans.size(); ++i) EXPECT_LE(spans[i - 1].second, spans[i].first);
+    // Per-class region sizes: the sum of the class's tensors, each padded to the alignment.
+    for (const Region& r : p->regions) {
+      if (r.kind != RegionKind::kWeights) continue;
+      uint64_t sum = 0;
+      for (const WeightEntry& w : weights)
+        if (r.name == std::string("weights.") + tensor_class_name(w.cls))
+          sum += (w.nbytes + kPoolAlign - 1) / kPoolAlign * kPoolAlign;
+      EXPECT_EQ(r.bytes, sum) << r.name;
+    }
+    EXPECT_EQ(p->find_tensor("nope"), nullptr);
+    EXPECT_EQ(p->find_region("nope"), nullptr);
+  }
+}
+
+TEST(Planner, DefaultsPerMode) {
+  const ModelConfig cfg;
+  const std::vector<WeightEntry> weights = random_weights(7, 20);
+  for (Mode m : {Mode::kTiny, Mode::kSmall, Mode::kBase, Mode::kLarge, Mode::kGundam}) {
+    Expected<MemoryPlan> p = plan_memory(cfg, weights, no_gpu(m));
+    ASSERT_TRUE(p.ok()) << p.message();
+    EXPECT_EQ(p->prompt_tokens, max_prompt_tokens(m));
+    EXPECT_EQ(p->max_new_tokens, 8192 - max_prompt_tokens(m));  // fill the context
+    EXPECT_EQ(p->kv_tokens, 8192);
+    ASSERT_NE(p->find_region("kv_cache"), nullptr);
+    EXPECT_EQ(p->find_region("kv_cache")->bytes, 8192ull * 61440);
+    EXPECT_EQ(p->find_region("vision")->bytes, vision_workspace_bytes(cfg, m));
+    EXPECT_EQ(p->find_region("decoder")->bytes,
+              decoder_activation_bytes(cfg, max_prompt_tokens(m), 1));
+    EXPECT_EQ(p->find_region("sampling")->bytes, sampling_state_bytes(cfg, 1));
+    EXPECT_EQ(p->budget, 0u);
+  }
+  // Fewer new tokens: the KV cache holds prompt + new tokens, times the batch.
+  PlanOptions o = no_gpu(Mode::kTiny);
+  o.max_new_tokens = 100;
+  o.max_batch = 4;
+  Expected<MemoryPlan> p = plan_memory(cfg, weights, o);
+  ASSERT_TRUE(p.ok()) << p.message();
+  EXPECT_EQ(p->kv_tokens, 4 * (max_prompt_tokens(Mode::kTiny) + 100));
+  EXPECT_EQ(p->find_region("kv_cache")->bytes, kv_cache_bytes(cfg, p->kv_tokens));
+  EXPECT_EQ(p->find_region("decoder")->bytes,
+            decoder_activation_bytes(cfg, max_prompt_tokens(Mode::kTiny), 4));
+  // Explicit kv tokens win.
+  o.kv_tokens = 5000;
+  p = plan_memory(cfg, weights, o);
+  ASSERT_TRUE(p.ok()) << p.message();
+  EXPECT_EQ(p->kv_tokens, 5000);
+}
+
+TEST(Planner, BadOptionsAreOneLineErrors) {
+  const ModelConfig cfg;
+  const std::vector<WeightEntry> weights = random_weights(8, 10);
+  PlanOptions o = no_gpu(Mode::kGundam);
+  o.max_new_tokens = 8192 - max_prompt_tokens(Mode::kGundam) + 1;
+  Expected<MemoryPlan> p = plan_memory(cfg, weights, o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.message().find(strfmt("1..%d", 8192 - max_prompt_tokens(Mode::kGundam))),
+            std::string::npos)
+      << p.message();
+  o.max_new_tokens = 8192 - max_prompt_tokens(Mode::kGundam);  // the largest that fits
+  EXPECT_TRUE(plan_memory(cfg, weights, o).ok());
+  o.max_new_tokens = -1;
+  EXPECT_FALSE(plan_memory(cfg, weights, o).ok());
+  o = no_gpu(Mode::kTiny);
+  o.kv_tokens = 10;  // less than one prompt
+  p = plan_memory(cfg, weights, o);
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.message().find("kv tokens 10"), std::string::npos) << p.message();
+  o.kv_tokens = 8193;  // more than max_pos x batch 1
+  EXPECT_FALSE(plan_memory(cfg, weights, o).ok());
+  o = no_gpu();
+  o.max_batch = 0;
+  EXPECT_FALSE(plan_memory(cfg, weights, o).ok());
+}
+
+TEST(Planner, OverBudgetNamesTotalBudgetAndBiggestRegions) {
+  const ModelConfig cfg;
+  std::vector<WeightEntry> weights = {
+      {"a", 5'200'000'000, TensorClass::kRoutedExpert},
+      {"b", 330'956'800, TensorClass::kLmHead},
+      {"c", 100'000'000, TensorClass::kAttn},
+      {"d", 1000, TensorClass::kNorm},
+  };
+  PlanOptions o = no_gpu(Mode::kGundam);
+  o.gpu_mem = 6ull << 30;
+  o.budget_name = "--gpu-mem 6G";
+  o.fix = "raise --gpu-mem or use a smaller --mode";
+  Expected<MemoryPlan> p = plan_memory(cfg, weights, o);
+  ASSERT_FALSE(p.ok());
+  const std::string& m = p.message();
+  EXPECT_EQ(m.find('\n'), std::string::npos);
+  EXPECT_EQ(m.find("plan needs "), 0u) << m;
+  EXPECT_NE(m.find("> --gpu-mem 6G (6.44 GB)"), std::string::npos) << m;
+  // The three biggest, largest first: routed experts, the KV cache (503 MB), vision (~350 MB).
+  const size_t a = m.find("weights.routed_expert 5.20 GB");
+  const size_t b = m.find("kv_cache 503 MB");
+  const size_t c = m.find("vision ");
+  EXPECT_NE(a, std::string::npos) << m;
+  EXPECT_NE(b, std::string::npos) << m;
+  EXPECT_NE(c, std::string::npos) << m;
+  EXPECT_LT(a, b);
+  EXPECT_LT(b, c);
+  EXPECT_EQ(m.find("weights.norm"), std::string::npos) << m;
+  EXPECT_NE(m.find("; raise --gpu-mem or use a smaller --mode"), std::string::npos) << m;
+
+  // The same plan fits a budget one byte above its total, and not one byte below.
+  o.gpu_mem = 0;
+  Expected<MemoryPlan> unbounded = plan_memory(cfg, weights, o);
+  ASSERT_TRUE(unbounded.ok());
+  o.gpu_mem = unbounded->total;
+  EXPECT_TRUE(plan_memory(cfg, weights, o).ok());
+  o.gpu_mem = unbounded->total - 1;
+  EXPECT_FALSE(plan_memory(cfg, weights, o).ok());
+}
+
+TEST(Planner, BudgetFromTheDevice) {
+  const ModelConfig cfg;
+  PlanOptions o;  // device 0, no gpu_mem: the free memory of GPU 0
+  o.mode = Mode::kTiny;
+  Expected<MemoryPlan> p = plan_memory(cfg, random_weights(9, 5), o);
+  const std::string reason = cuda_unavailable_reason();
+  if (!reason.empty()) {
+    ASSERT_FALSE(p.ok());
+    EXPECT_NE(p.message().find("cannot size the memory budget"), std::string::npos) << p.message();
+  } else {
+    ASSERT_TRUE(p.ok()) << p.message();
+    EXPECT_GT(p->budget, 0u);
+    EXPECT_NE(p->budget_source.find("free memory of GPU 0"), std::string::npos);
+  }
+}
+
+TEST(Planner, OfficialSchemaPlan) {
+  // The whole official checkpoint: 2710 tensors, 6,672,212,480 bytes (golden/README.md).
+  const ModelConfig cfg;
+  std::vector<WeightEntry> weights;
+  uint64_t sum = 0;
+  for (const TensorSpec& s : checkpoint_schema(cfg)) {
+    weights.push_back({s.name, static_cast<uint64_t>(s.numel()) * dtype_size(s.dtype), s.cls});
+    sum += weights.back().nbytes;
+  }
+  EXPECT_EQ(weights.size(), 2710u);
+  EXPECT_EQ(sum, 6672212480ull);
+  Expected<MemoryPlan> p = plan_memory(cfg, weights, no_gpu());
+  ASSERT_TRUE(p.ok()) << p.message();
+  uint64_t weight_bytes = 0;
+  for (const Region& r : p->regions)
+    if (r.kind == RegionKind::kWeights) weight_bytes += r.bytes;
+  EXPECT_GE(weight_bytes, sum);
+  EXPECT_LT(weight_bytes, sum + 2710 * kPoolAlign);
+  // lm_head is [129280, 1280] BF16 in a class of its own.
+  const Region* lm =
+      p->find_region(std::string("weights.") + tensor_class_name(TensorClass::kLmHead));
+  ASSERT_NE(lm, nullptr);
+  EXPECT_EQ(lm->bytes, 129280ull * 1280 * 2);
+  const std::string d = p->describe();
+  for (const Region& r : p->regions) EXPECT_NE(d.find(r.name), std::string::npos) << d;
+  EXPECT_NE(d.find("total"), std::string::npos);
+  EXPECT_NE(d.find(std::to_string(p->total)), std::string::npos) << d;
+}
+
+TEST(Planner, WeightEntriesNeedSchemaNames) {
+  // A tiny checkpoint: one official tensor and one stranger.
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("dsocr_planner_test_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::vector<TensorInfo> ts(2);
+  ts[0].name = "model.norm.weight";
+  ts[0].shape = {1280};
+  ts[1].name = "model.stranger";
+  ts[1].shape = {3};
+  const std::string header = build_safetensors_header(ts);
+  ASSERT_FALSE(header.empty());
+  {
+    std::ofstream f(dir / "model.safetensors", std::ios::binary);
+    f << header << std::string(1280 * 2 + 3 * 2, '\0');
+  }
+  Expected<Checkpoint> ck = Checkpoint::open_dir(dir.string());
+  ASSERT_TRUE(ck.ok()) << ck.message();
+  const std::vector<TensorSpec> schema = checkpoint_schema(ModelConfig{});
+  Expected<std::vector<WeightEntry>> e = weight_entries(*ck, schema);
+  ASSERT_FALSE(e.ok());
+  EXPECT_NE(e.message().find("model.stranger"), std::string::npos) << e.message();
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace dsocr

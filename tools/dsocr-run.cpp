@@ -1,0 +1,333 @@
+// dsocr-run: open a DeepSeek-OCR checkpoint, plan GPU memory, load the weights (and, as the runtime
+// grows, run pages). Every error is one line on stderr, "dsocr-run: <what>; <what to do>", with
+// exit code 2 for usage errors and 1 for everything else.
+//
+// The options live in RunOptions and are parsed from a table of Flag entries: adding an option is
+// one field and one table row, and --help is generated from the same table, so it lists exactly
+// what works.
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "loader/config.h"
+#include "loader/safetensors.h"
+#include "loader/schema.h"
+#include "runtime/cuda_check.h"
+#include "runtime/planner.h"
+#include "runtime/pool.h"
+#include "runtime/preprocess.h"
+#include "runtime/weights.h"
+
+namespace dsocr {
+namespace {
+
+constexpr const char* kTool = "dsocr-run";
+
+enum class Device { kCuda, kCpu };
+
+struct RunOptions {
+  std::string model;              // --model DIR; default $DSOCR_MODEL
+  bool inspect = false;           // --inspect
+  Mode mode = Mode::kGundam;      // --mode
+  int max_tokens = 0;             // --max-tokens; 0: fill the context (8192 minus the prompt)
+  uint64_t gpu_mem = 0;           // --gpu-mem; 0: the GPU's free memory
+  std::string gpu_mem_text;       // as written, for messages
+  Device device = Device::kCuda;  // --device
+  int verbose = 0;                // -v, -vv
+  bool help = false;              // -h, --help
+};
+
+// A usage error (exit 2) or a runtime error (exit 1), carrying the one-line message.
+struct Failure {
+  int code;
+  std::string message;
+};
+
+struct Flag {
+  const char* names;  // "--mode" or "-v" or "-h, --help"
+  const char* value;  // value placeholder, or nullptr for a switch
+  const char* help;
+  std::function<Status(RunOptions&, std::string_view)> apply;
+};
+
+Status parse_int(std::string_view flag, std::string_view text, int* out) {
+  if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != text.npos)
+    return Status::Error(strfmt("%.*s '%.*s' is not a positive whole number",
+                                static_cast<int>(flag.size()), flag.data(),
+                                static_cast<int>(text.size()), text.data()));
+  *out = std::atoi(std::string(text).c_str());
+  return Status::Ok();
+}
+
+const std::vector<Flag>& flags() {
+  static const std::vector<Flag> kFlags = {
+      {"--model", "DIR",
+       "checkpoint directory (config.json + *.safetensors); default: $DSOCR_MODEL",
+       [](RunOptions& o, std::string_view v) {
+         o.model = std::string(v);
+         return Status::Ok();
+       }},
+      {"--inspect", nullptr,
+       "validate the checkpoint, print its files, tensors, bytes per class and the memory plan",
+       [](RunOptions& o, std::string_view) {
+         o.inspect = true;
+         return Status::Ok();
+       }},
+      {"--mode", "MODE", "tiny|small|base|large|gundam (default gundam): sizes the memory plan",
+       [](RunOptions& o, std::string_view v) -> Status {
+         Expected<Mode> m = parse_mode(v);
+         if (!m.ok()) return m.status();
+         o.mode = *m;
+         return Status::Ok();
+       }},
+      {"--max-tokens", "N",
+       "most new tokens per page, 1..8192 minus the mode's prompt (default: all of that)",
+       [](RunOptions& o, std::string_view v) {
+         DSOCR_TRY(parse_int("--max-tokens", v, &o.max_tokens));
+         if (o.max_tokens < 1) return Status::Error("--max-tokens must be at least 1");
+         return Status::Ok();
+       }},
+      {"--gpu-mem", "SIZE",
+       "GPU memory budget, e.g. 6G, 2500M, 1.5GB (default: the GPU's free memory)",
+       [](RunOptions& o, std::string_view v) -> Status {
+         Expected<uint64_t> s = parse_size(v);
+         if (!s.ok()) return Status::Error("--gpu-mem: " + s.message());
+         o.gpu_mem = *s;
+         o.gpu_mem_text = std::string(v);
+         return Status::Ok();
+       }},
+      {"--device", "cuda|cpu",
+       "where to run (default cuda); cpu needs no GPU and supports --inspect only so far",
+       [](RunOptions& o, std::string_view v) {
+         if (v == "cuda") {
+           o.device = Device::kCuda;
+         } else if (v == "cpu") {
+           o.device = Device::kCpu;
+         } else {
+           return Status::Error(strfmt("--device '%.*s' unknown; use cuda or cpu",
+                                       static_cast<int>(v.size()), v.data()));
+         }
+         return Status::Ok();
+       }},
+      {"-v", nullptr, "verbose: stage timings (-vv: more)",
+       [](RunOptions& o, std::string_view) {
+         ++o.verbose;
+         return Status::Ok();
+       }},
+      {"-h, --help", nullptr, "print this help and exit",
+       [](RunOptions& o, std::string_view) {
+         o.help = true;
+         return Status::Ok();
+       }},
+  };
+  return kFlags;
+}
+
+std::string usage() {
+  std::string s = strfmt(
+      "usage: %s --model DIR [options]\n"
+      "Open a DeepSeek-OCR checkpoint, plan GPU memory and load the weights onto the GPU.\n"
+      "Without --inspect it loads and exits (-v prints the load timings).\n\noptions:\n",
+      kTool);
+  for (const Flag& f : flags()) {
+    std::string left = f.names;
+    if (f.value) left += std::string(" ") + f.value;
+    s += strfmt("  %-20s %s\n", left.c_str(), f.help);
+  }
+  s += "\nexit status: 0 ok, 1 runtime error, 2 usage error\n";
+  return s;
+}
+
+const Flag* find_flag(std::string_view name) {
+  for (const Flag& f : flags()) {
+    std::string_view names = f.names;
+    while (!names.empty()) {
+      size_t comma = names.find(", ");
+      std::string_view one = names.substr(0, comma);
+      if (one == name) return &f;
+      if (comma == names.npos) break;
+      names.remove_prefix(comma + 2);
+    }
+  }
+  return nullptr;
+}
+
+Expected<RunOptions> parse_args(int argc, char** argv) {
+  RunOptions o;
+  if (const char* env = std::getenv("DSOCR_MODEL")) o.model = env;
+  const std::string see = std::string("; see ") + kTool + " --help";
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "-vv") arg = "-v", ++o.verbose;  // -vv = -v -v
+    std::string_view name = arg, value;
+    bool inline_value = false;
+    if (arg.starts_with("--")) {
+      size_t eq = arg.find('=');
+      if (eq != arg.npos) {
+        name = arg.substr(0, eq);
+        value = arg.substr(eq + 1);
+        inline_value = true;
+      }
+    }
+    if (!arg.starts_with("-") || arg == "-")
+      return Status::Error(strfmt("unexpected argument '%.*s' (options start with --)%s",
+                                  static_cast<int>(arg.size()), arg.data(), see.c_str()));
+    const Flag* f = find_flag(name);
+    if (!f)
+      return Status::Error(strfmt("unknown option '%.*s'%s", static_cast<int>(name.size()),
+                                  name.data(), see.c_str()));
+    if (f->value && !inline_value) {
+      if (i + 1 >= argc)
+        return Status::Error(strfmt("%.*s needs a value (%s)%s", static_cast<int>(name.size()),
+                                    name.data(), f->value, see.c_str()));
+      value = argv[++i];
+    } else if (!f->value && inline_value) {
+      return Status::Error(
+          strfmt("%.*s takes no value%s", static_cast<int>(name.size()), name.data(), see.c_str()));
+    }
+    Status s = f->apply(o, value);
+    if (!s.ok()) return Status::Error(s.message() + see);
+  }
+  return o;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+Status run(const RunOptions& o, Failure* usage_failure) {
+  using Clock = std::chrono::steady_clock;
+  auto say = [&](int level, const std::string& s) {
+    if (o.verbose >= level) std::fprintf(stderr, "%s: %s\n", kTool, s.c_str());
+  };
+  if (o.model.empty()) {
+    *usage_failure = {2, "no model given; pass --model DIR or set DSOCR_MODEL"};
+    return Status::Ok();
+  }
+  if (o.device == Device::kCpu && !o.inspect) {
+    *usage_failure = {2,
+                      "--device cpu supports --inspect only so far; add --inspect or use "
+                      "--device cuda"};
+    return Status::Ok();
+  }
+  const ModelConfig defaults;
+  const int room = defaults.max_pos - max_prompt_tokens(o.mode);
+  if (o.max_tokens > room) {
+    *usage_failure = {2, strfmt("--max-tokens %d is too many for --mode %s: at most %d (%d "
+                                "positions minus a prompt of up to %d tokens); lower --max-tokens",
+                                o.max_tokens, mode_spec(o.mode).name, room, defaults.max_pos,
+                                max_prompt_tokens(o.mode))};
+    return Status::Ok();
+  }
+
+  // Open and validate.
+  auto t0 = Clock::now();
+  const std::string config_path = (std::filesystem::path(o.model) / "config.json").string();
+  std::error_code ec;
+  if (!std::filesystem::is_directory(o.model, ec))
+    return Status::Error(o.model +
+                         ": no such directory; --model must name a DeepSeek-OCR "
+                         "checkpoint directory");
+  if (!std::filesystem::exists(config_path, ec))
+    return Status::Error(config_path +
+                         ": not found; --model must name a DeepSeek-OCR "
+                         "checkpoint directory (config.json + *.safetensors)");
+  DSOCR_ASSIGN_OR_RETURN(ModelConfig cfg, load_config(config_path));
+  DSOCR_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::open_dir(o.model));
+  const std::vector<TensorSpec> schema = checkpoint_schema(cfg);
+  DSOCR_TRY(validate_checkpoint(ckpt, schema));
+  DSOCR_ASSIGN_OR_RETURN(std::vector<WeightEntry> entries, weight_entries(ckpt, schema));
+  say(1, strfmt("opened and validated %s in %.3f s", o.model.c_str(), seconds_since(t0)));
+
+  // Plan.
+  if (o.device == Device::kCuda) {
+    Status gpu = cuda_device_available();
+    if (!gpu.ok())
+      return Status::Error("no GPU for --device cuda: " + gpu.message() +
+                           "; run on a machine with an NVIDIA GPU, or use --device cpu --inspect");
+  }
+  PlanOptions po;
+  po.mode = o.mode;
+  po.max_new_tokens = o.max_tokens;
+  po.gpu_mem = o.gpu_mem;
+  po.device = o.device == Device::kCuda ? 0 : -1;
+  po.budget_name = "--gpu-mem " + o.gpu_mem_text;
+  po.fix = "raise --gpu-mem, lower --max-tokens or use a smaller --mode";
+  t0 = Clock::now();
+  DSOCR_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(cfg, entries, po));
+  say(1, strfmt("planned %s in %.3f s", format_bytes(plan.total).c_str(), seconds_since(t0)));
+
+  if (o.inspect) {
+    std::printf("checkpoint %s\n", o.model.c_str());
+    for (const SafetensorsFile& f : ckpt.files())
+      std::printf("  file %s  %s (%llu bytes), %zu tensors\n", f.path().c_str(),
+                  format_bytes(f.file_size()).c_str(),
+                  static_cast<unsigned long long>(f.file_size()), f.tensors().size());
+    std::printf(
+        "  %zu tensors, %s of tensor data (%llu bytes), valid against the DeepSeek-OCR "
+        "schema\n",
+        ckpt.tensors().size(), format_bytes(ckpt.total_bytes()).c_str(),
+        static_cast<unsigned long long>(ckpt.total_bytes()));
+    std::map<int, std::pair<int, uint64_t>> per_class;  // class -> (count, bytes)
+    for (const WeightEntry& e : entries) {
+      auto& [count, bytes] = per_class[static_cast<int>(e.cls)];
+      ++count;
+      bytes += e.nbytes;
+    }
+    std::printf("  %-16s %8s %10s %16s\n", "class", "tensors", "size", "bytes");
+    for (const auto& [c, cb] : per_class)
+      std::printf("  %-16s %8d %10s %16llu\n", tensor_class_name(static_cast<TensorClass>(c)),
+                  cb.first, format_bytes(cb.second).c_str(),
+                  static_cast<unsigned long long>(cb.second));
+    std::printf("%s", plan.describe().c_str());
+    return Status::Ok();
+  }
+
+  // Load.
+  t0 = Clock::now();
+  PoolOptions pool_options;
+  pool_options.device = 0;
+  DSOCR_ASSIGN_OR_RETURN(DevicePool pool, DevicePool::create(plan, pool_options));
+  say(1, strfmt("allocated the %s device pool in %.3f s", format_bytes(pool.size()).c_str(),
+                seconds_since(t0)));
+  UploadStats st;
+  DSOCR_ASSIGN_OR_RETURN(WeightTable table, upload_weights(ckpt, pool, UploadOptions{}, &st));
+  say(1, strfmt("loaded %zu tensors, %s in %.3f s: %.2f GB/s (%s, %d chunks, read %.3f s, "
+                "waited %.3f s for staging buffers)",
+                table.size(), format_bytes(st.bytes).c_str(), st.seconds, st.gb_per_s(),
+                read_method_name(st.method), st.chunks, st.read_seconds, st.wait_seconds));
+  return Status::Ok();
+}
+
+}  // namespace
+}  // namespace dsocr
+
+int main(int argc, char** argv) {
+  using namespace dsocr;
+  Expected<RunOptions> opts = parse_args(argc, argv);
+  if (!opts.ok()) {
+    std::fprintf(stderr, "%s: %s\n", kTool, opts.message().c_str());
+    return 2;
+  }
+  if (opts->help) {
+    std::fputs(usage().c_str(), stdout);
+    return 0;
+  }
+  Failure usage_failure{0, ""};
+  Status s = run(*opts, &usage_failure);
+  if (usage_failure.code != 0) {
+    std::fprintf(stderr, "%s: %s\n", kTool, usage_failure.message.c_str());
+    return usage_failure.code;
+  }
+  if (!s.ok()) {
+    std::fprintf(stderr, "%s: %s\n", kTool, s.message().c_str());
+    return 1;
+  }
+  return 0;
+}
