@@ -52,8 +52,9 @@ Expected<PageViews> page_views_from_golden(const std::string& path, Mode mode) {
   p.S = static_cast<int>(g->shape[0]);
   const int expect_S = spec.crop ? spec.base_size : spec.image_size;
   if (p.S != expect_S)
-    return Status::Error(strfmt("%s: global_u8 is %dx%d but --mode %s needs %dx%d", path.c_str(),
-                                p.S, p.S, spec.name, expect_S, expect_S));
+    return Status::Error(strfmt("%s: global_u8 is %dx%d but --mode %s needs %dx%d; pass the "
+                                "case's mode", path.c_str(), p.S, p.S, spec.name, expect_S,
+                                expect_S));
   p.global.assign(f.bytes(*g), f.bytes(*g) + g->nbytes);
   const TensorInfo* c = f.find("crops_u8");
   if (!c) return p;
@@ -102,7 +103,8 @@ Expected<std::vector<int32_t>> build_prompt(const ModelConfig& cfg, int64_t imag
                                             const std::vector<int32_t>& text_ids) {
   for (int32_t id : text_ids)
     if (id < 0 || id >= cfg.vocab)
-      return Status::Error(strfmt("prompt id %d is outside the vocabulary [0, %d)", id, cfg.vocab));
+      return Status::Error(strfmt("prompt id %d is outside the vocabulary [0, %d); check the ids",
+                                  id, cfg.vocab));
   std::vector<int32_t> ids = {cfg.bos_id};
   ids.insert(ids.end(), image_rows, cfg.image_token_id);
   ids.insert(ids.end(), text_ids.begin(), text_ids.end());

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "loader/image.h"
+#include "runtime/assemble.h"
 #include "runtime/cpu_model.h"
 
 namespace dsocr {
@@ -57,7 +58,7 @@ Expected<TensorDump> run_golden_cpu(const GoldenOptions& opt,
   for (int32_t id : opt.teacher_force)
     if (id < 0 || id >= cfg.vocab)
       return Status::Error(
-          strfmt("teacher-force id %d is outside the vocabulary [0, %d)", id, cfg.vocab));
+          strfmt("teacher-force id %d is outside the vocabulary [0, %d); check the ids", id, cfg.vocab));
   stage("load");
 
   PageViews page;
@@ -69,9 +70,22 @@ Expected<TensorDump> run_golden_cpu(const GoldenOptions& opt,
   }
   stage("preprocess");
 
+  // Check the prompt against the vocabulary and the context before any compute.
+  const int t = kTileSize / 64;
+  const int64_t rows = image_embed_rows(page.S / 64, t, page.grid.w, page.grid.h);
+  DSOCR_ASSIGN_OR_RETURN(std::vector<int32_t> ids, build_prompt(cfg, rows, opt.prompt_ids));
+  const int64_t T = static_cast<int64_t>(ids.size());
+  const int steps = opt.teacher_force.empty() ? opt.max_tokens
+                                              : static_cast<int>(opt.teacher_force.size());
+  const int new_tokens = std::max(opt.max_tokens, steps);
+  if (T + new_tokens > cfg.max_pos)
+    return Status::Error(strfmt("prompt of %lld tokens + %d new tokens exceeds the %d-token "
+                                "context; lower --max-tokens",
+                                static_cast<long long>(T), new_tokens, cfg.max_pos));
+
   DSOCR_ASSIGN_OR_RETURN(PageEmbeds pe, encode_page_cpu(*model, page));
   TensorDump dump;
-  const int g = pe.global.q, t = kTileSize / 64;
+  const int g = pe.global.q;
   dump.push_back(make_tensor("global_u8", DType::U8, {page.S, page.S, 3}, page.global.data(),
                              page.global.size()));
   dump.push_back(f32_tensor("sam_global", {1, cfg.sam.net3_dim, g, g}, pe.global.sam.data()));
@@ -86,15 +100,6 @@ Expected<TensorDump> run_golden_cpu(const GoldenOptions& opt,
   dump.push_back(f32_tensor("image_embeds", {pe.rows, cfg.dim}, pe.image_embeds.data()));
   stage("vision");
 
-  DSOCR_ASSIGN_OR_RETURN(std::vector<int32_t> ids, build_prompt(cfg, pe.rows, opt.prompt_ids));
-  const int64_t T = static_cast<int64_t>(ids.size());
-  const int steps = opt.teacher_force.empty() ? opt.max_tokens
-                                              : static_cast<int>(opt.teacher_force.size());
-  const int new_tokens = std::max(opt.max_tokens, steps);
-  if (T + new_tokens > cfg.max_pos)
-    return Status::Error(strfmt("prompt of %lld tokens + %d new tokens exceeds the %d-token "
-                                "context; lower --max-tokens",
-                                static_cast<long long>(T), new_tokens, cfg.max_pos));
   dump.push_back(i64_tensor("input_ids", ids));
   CpuDecoder dec(cfg, model->w.dec, T + new_tokens);
   std::vector<float> embeds = prompt_embeddings(*model, dec, ids, pe.image_embeds);

@@ -18,7 +18,10 @@
 #include "loader/config.h"
 #include "loader/safetensors.h"
 #include "loader/schema.h"
+#include "loader/image.h"
 #include "runtime/cuda_check.h"
+#include "runtime/engine.h"
+#include "runtime/golden.h"
 #include "runtime/planner.h"
 #include "runtime/pool.h"
 #include "runtime/preprocess.h"
@@ -41,6 +44,19 @@ struct RunOptions {
   Device device = Device::kCuda;  // --device
   int verbose = 0;                // -v, -vv
   bool help = false;              // -h, --help
+  // Pages.
+  std::vector<std::string> images;  // --image (repeatable)
+  std::string task = "markdown";    // --task
+  std::string prompt;               // --prompt (overrides --task)
+  std::string ref;                  // --ref (task locate)
+  int max_crops = kMaxCropsHF;      // --max-crops
+  int ngram = 20;                   // --ngram (0: off)
+  // The golden interface (../shared/golden/README.md).
+  bool golden = false;                // set by --prompt-ids
+  std::vector<int32_t> prompt_ids;    // --prompt-ids
+  std::vector<int32_t> teacher_force; // --teacher-force
+  std::string dump;                   // --dump OUT.safetensors
+  std::string pixels_from_golden;     // --pixels-from-golden CASE.safetensors
 };
 
 // A usage error (exit 2) or a runtime error (exit 1), carrying the one-line message.
@@ -62,6 +78,23 @@ Status parse_int(std::string_view flag, std::string_view text, int* out) {
                                 static_cast<int>(flag.size()), flag.data(),
                                 static_cast<int>(text.size()), text.data()));
   *out = std::atoi(std::string(text).c_str());
+  return Status::Ok();
+}
+
+// "201,128820,16054" -> ids.
+Status parse_id_list(std::string_view flag, std::string_view text, std::vector<int32_t>* out) {
+  out->clear();
+  while (!text.empty()) {
+    size_t comma = text.find(',');
+    std::string_view one = text.substr(0, comma);
+    int id = 0;
+    DSOCR_TRY(parse_int(flag, one, &id));
+    out->push_back(id);
+    if (comma == text.npos) break;
+    text.remove_prefix(comma + 1);
+  }
+  if (out->empty())
+    return Status::Error(std::string(flag) + " needs comma-separated token ids, e.g. 201,128820");
   return Status::Ok();
 }
 
@@ -103,7 +136,7 @@ const std::vector<Flag>& flags() {
          return Status::Ok();
        }},
       {"--device", "cuda|cpu",
-       "where to run (default cuda); cpu needs no GPU and supports --inspect only so far",
+       "where to run (default cuda); cpu: the float32 reference backend (pages, golden, inspect)",
        [](RunOptions& o, std::string_view v) {
          if (v == "cuda") {
            o.device = Device::kCuda;
@@ -113,6 +146,62 @@ const std::vector<Flag>& flags() {
            return Status::Error(strfmt("--device '%.*s' unknown; use cuda or cpu",
                                        static_cast<int>(v.size()), v.data()));
          }
+         return Status::Ok();
+       }},
+      {"--image", "PATH",
+       "image to OCR (PNG, JPEG, BMP, TGA, PNM); repeat for several; text goes to stdout",
+       [](RunOptions& o, std::string_view v) {
+         o.images.emplace_back(v);
+         return Status::Ok();
+       }},
+      {"--task", "TASK",
+       "markdown (default: layout + grounding boxes), ocr (plain text), figure, describe, locate",
+       [](RunOptions& o, std::string_view v) -> Status {
+         DSOCR_TRY(parse_task(v).status());
+         o.task = std::string(v);
+         return Status::Ok();
+       }},
+      {"--ref", "TEXT", "the phrase to find with --task locate",
+       [](RunOptions& o, std::string_view v) {
+         o.ref = std::string(v);
+         return Status::Ok();
+       }},
+      {"--prompt", "TEXT", "a raw prompt with one <image> placeholder (overrides --task)",
+       [](RunOptions& o, std::string_view v) {
+         o.prompt = std::string(v);
+         return Status::Ok();
+       }},
+      {"--max-crops", "N", "Gundam mode: at most N tiles, 2..9 (default 9, as the HF code)",
+       [](RunOptions& o, std::string_view v) {
+         DSOCR_TRY(parse_int("--max-crops", v, &o.max_crops));
+         if (o.max_crops < kMinCrops || o.max_crops > kMaxCropsHF)
+           return Status::Error(strfmt("--max-crops %d is outside 2..9", o.max_crops));
+         return Status::Ok();
+       }},
+      {"--ngram", "N", "no-repeat n-gram size over prompt + output (default 20 as HF; 0: off)",
+       [](RunOptions& o, std::string_view v) {
+         if (v == "0") return o.ngram = 0, Status::Ok();
+         return parse_int("--ngram", v, &o.ngram);
+       }},
+      {"--prompt-ids", "IDS",
+       "golden interface: BOS + image tokens + these text ids (comma-separated); needs --dump",
+       [](RunOptions& o, std::string_view v) {
+         o.golden = true;
+         return parse_id_list("--prompt-ids", v, &o.prompt_ids);
+       }},
+      {"--teacher-force", "IDS", "golden interface: top-64 logits teacher-forced on these ids",
+       [](RunOptions& o, std::string_view v) {
+         return parse_id_list("--teacher-force", v, &o.teacher_force);
+       }},
+      {"--dump", "FILE", "golden interface: write the golden tensors to FILE (safetensors)",
+       [](RunOptions& o, std::string_view v) {
+         o.dump = std::string(v);
+         return Status::Ok();
+       }},
+      {"--pixels-from-golden", "CASE",
+       "golden interface: take global_u8/crops_u8 from a golden CASE.safetensors, not --image",
+       [](RunOptions& o, std::string_view v) {
+         o.pixels_from_golden = std::string(v);
          return Status::Ok();
        }},
       {"-v", nullptr, "verbose: stage timings (-vv: more)",
@@ -131,9 +220,12 @@ const std::vector<Flag>& flags() {
 
 std::string usage() {
   std::string s = strfmt(
-      "usage: %s --model DIR [options]\n"
-      "Open a DeepSeek-OCR checkpoint, plan GPU memory and load the weights onto the GPU.\n"
-      "Without --inspect it loads and exits (-v prints the load timings).\n\noptions:\n",
+      "usage: %s --model DIR [--image PATH ...] [options]\n"
+      "OCR images with DeepSeek-OCR (text to stdout), or inspect a checkpoint and its memory plan.\n"
+      "  pages:   --image PATH [--task T | --prompt TEXT] --device cpu   (the CUDA path is being\n"
+      "           built: without --image, --device cuda plans, loads the weights and exits)\n"
+      "  golden:  --image PATH | --pixels-from-golden CASE, --prompt-ids IDS --dump FILE\n\n"
+      "options:\n",
       kTool);
   for (const Flag& f : flags()) {
     std::string left = f.names;
@@ -201,6 +293,72 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
+// The golden recipe on the CPU backend, tensors to --dump.
+Status run_golden(const RunOptions& o) {
+  GoldenOptions g;
+  g.model_dir = o.model;
+  g.image_path = o.images.empty() ? "" : o.images[0];
+  g.pixels_from_golden = o.pixels_from_golden;
+  g.mode = mode_spec(o.mode).name;
+  g.max_crops = o.max_crops;
+  g.prompt_ids = o.prompt_ids;
+  g.max_tokens = o.max_tokens > 0 ? o.max_tokens : 32;
+  g.ngram = o.ngram;
+  g.teacher_force = o.teacher_force;
+  auto log = [&](const std::string& line) {
+    if (o.verbose >= 1) std::fprintf(stderr, "%s: %s\n", kTool, line.c_str());
+  };
+  DSOCR_ASSIGN_OR_RETURN(TensorDump dump, run_golden_cpu(g, log));
+  DSOCR_TRY(write_tensor_dump(o.dump, dump, {{"producer", "dsocr-run --device cpu"}}));
+  if (o.verbose >= 1) std::fprintf(stderr, "%s: wrote %s\n", kTool, o.dump.c_str());
+  return Status::Ok();
+}
+
+// OCR every --image; a failed image is reported and skipped, the exit code says whether any
+// failed.
+Status run_pages(const RunOptions& o, Failure* failure) {
+  std::string prompt = o.prompt;
+  if (prompt.empty()) {
+    DSOCR_ASSIGN_OR_RETURN(Task task, parse_task(o.task));
+    DSOCR_ASSIGN_OR_RETURN(prompt, task_prompt(task, o.ref));
+  }
+  EngineOptions eo;
+  eo.model_dir = o.model;
+  eo.mode = o.mode;
+  eo.max_crops = o.max_crops;
+  eo.max_tokens = o.max_tokens > 0 ? o.max_tokens : 8192;
+  eo.ngram = o.ngram;
+  DSOCR_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::open(eo));
+  int failed = 0;
+  for (const std::string& path : o.images) {
+    Expected<Image> img = load_image(path);
+    Expected<PageOutput> page = img.ok() ? engine->run(*img, prompt, [](std::string_view piece) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+      return true;
+    }) : Expected<PageOutput>(img.status());
+    if (!page.ok()) {
+      ++failed;
+      std::fprintf(stderr, "%s: %s: %s; skipped\n", kTool, path.c_str(), page.message().c_str());
+      continue;
+    }
+    std::fputc('\n', stdout);
+    if (o.verbose >= 1) {
+      std::string stages;
+      double total = 0;
+      for (const auto& [k, ms] : page->ms) stages += strfmt(" %s %.0f ms,", k.c_str(), ms), total += ms;
+      const double dec_ms = page->ms.count("decode") ? page->ms.at("decode") : 0;
+      std::fprintf(stderr, "%s: %s: %s, %d prompt + %zu new tokens,%s %.1f tokens/s%s\n", kTool,
+                   path.c_str(), mode_spec(o.mode).name, page->prompt_tokens, page->ids.size(),
+                   stages.c_str(), dec_ms > 0 ? 1000.0 * page->ids.size() / dec_ms : 0.0,
+                   page->eos ? "" : " (no EOS: token limit reached)");
+    }
+  }
+  if (failed > 0)
+    *failure = {1, strfmt("%d of %zu image(s) failed", failed, o.images.size())};
+  return Status::Ok();
+}
+
 Status run(const RunOptions& o, Failure* usage_failure) {
   using Clock = std::chrono::steady_clock;
   auto say = [&](int level, const std::string& s) {
@@ -210,10 +368,30 @@ Status run(const RunOptions& o, Failure* usage_failure) {
     *usage_failure = {2, "no model given; pass --model DIR or set DSOCR_MODEL"};
     return Status::Ok();
   }
+  if (o.golden || !o.dump.empty() || !o.pixels_from_golden.empty() || !o.teacher_force.empty()) {
+    std::string why;
+    if (!o.golden) why = "--dump, --teacher-force and --pixels-from-golden need --prompt-ids; add the prompt's text ids";
+    else if (o.dump.empty()) why = "--prompt-ids needs somewhere to write the tensors; add --dump FILE";
+    else if (o.images.size() + !o.pixels_from_golden.empty() != 1)
+      why = "the golden interface takes exactly one --image or --pixels-from-golden; pass one of them";
+    else if (o.device != Device::kCpu)
+      why = "the golden interface runs on the CPU backend so far; add --device cpu";
+    if (!why.empty()) {
+      *usage_failure = {2, why};
+      return Status::Ok();
+    }
+    return run_golden(o);
+  }
+  if (!o.images.empty() && !o.inspect) {
+    if (o.device != Device::kCpu) {
+      *usage_failure = {2, "pages run on --device cpu so far (the CUDA encoder and decoder are "
+                           "being built); add --device cpu"};
+      return Status::Ok();
+    }
+    return run_pages(o, usage_failure);
+  }
   if (o.device == Device::kCpu && !o.inspect) {
-    *usage_failure = {2,
-                      "--device cpu supports --inspect only so far; add --inspect or use "
-                      "--device cuda"};
+    *usage_failure = {2, "nothing to do with --device cpu; give --image PATH (pages) or --inspect"};
     return Status::Ok();
   }
   const ModelConfig defaults;

@@ -115,7 +115,10 @@ TEST_F(Cli, HelpListsEveryOption) {
   Result r = run("--help");
   EXPECT_EQ(r.code, 0);
   for (const char* flag : {"--model DIR", "--inspect", "--mode MODE", "--max-tokens N",
-                           "--gpu-mem SIZE", "--device cuda|cpu", "-v", "--help"})
+                           "--gpu-mem SIZE", "--device cuda|cpu", "-v", "--help", "--image PATH",
+                           "--task TASK", "--prompt TEXT", "--ref TEXT", "--max-crops N",
+                           "--ngram N", "--prompt-ids IDS", "--teacher-force IDS", "--dump FILE",
+                           "--pixels-from-golden CASE"})
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag << " missing from:\n" << r.out;
   EXPECT_EQ(r.out.find("not yet implemented"), std::string::npos);
   EXPECT_TRUE(r.err.empty());
@@ -136,7 +139,21 @@ TEST_F(Cli, UsageErrorsExitTwo) {
   expect_one_line_error(run("--model x --inspect=yes"), 2, "--inspect takes no value");
   expect_one_line_error(run("--model x page.png"), 2, "unexpected argument 'page.png'");
   expect_one_line_error(run(""), 2, "no model given");
-  expect_one_line_error(run("--model x --device cpu"), 2, "--device cpu supports --inspect only");
+  expect_one_line_error(run("--model x --device cpu"), 2, "nothing to do");
+  expect_one_line_error(run("--model x --max-crops 0"), 2, "--max-crops");
+  expect_one_line_error(run("--model x --max-crops 10"), 2, "outside 2..9");
+  expect_one_line_error(run("--model x --task poem"), 2, "unknown task 'poem'");
+  expect_one_line_error(run("--model x --ngram x"), 2, "--ngram");
+  expect_one_line_error(run("--model x --image a.png"), 2, "add --device cpu");
+  // The golden interface's own rules.
+  expect_one_line_error(run("--model x --prompt-ids 1,2 --device cpu --image a.png"), 2,
+                        "add --dump FILE");
+  expect_one_line_error(run("--model x --dump d.safetensors"), 2, "need --prompt-ids");
+  expect_one_line_error(run("--model x --prompt-ids 1,,2"), 2, "--prompt-ids");
+  expect_one_line_error(run("--model x --prompt-ids 1 --dump d --device cpu"), 2,
+                        "exactly one --image or --pixels-from-golden");
+  expect_one_line_error(run("--model x --prompt-ids 1 --dump d --image a.png"), 2,
+                        "add --device cpu");
   // Tiny mode leaves more room: 8192 - 138 new tokens is the limit there.
   expect_one_line_error(run("--model x --mode tiny --max-tokens 8055"), 2, "at most 8054");
 }
@@ -186,6 +203,53 @@ TEST_F(Cli, InspectPrintsCheckpointAndPlan) {
   Result big = run("--model '" + dir.string() + "' --inspect --device cpu --gpu-mem 80G");
   EXPECT_EQ(big.code, 0) << big.err;
   EXPECT_NE(big.out.find("--gpu-mem 80G"), std::string::npos) << big.out;
+}
+
+// Pages and the golden interface on a checkpoint whose weights are all zero (a sparse file):
+// the plumbing, the bad inputs and the exit codes, not the numbers (tests/golden checks those).
+TEST_F(Cli, PagesAndGoldenOnCpu) {
+  const fs::path dir = full_checkpoint();
+  const std::string model = "--model '" + dir.string() + "' --device cpu --mode tiny ";
+  const std::string golden_case = std::string(DSOCR_GOLDEN_DIR) + "/cases/show1_tiny.safetensors";
+  // Bad golden inputs fail before any compute, naming the id or the limit.
+  expect_one_line_error(run(model + "--pixels-from-golden '" + golden_case +
+                            "' --prompt-ids 201,999999 --dump " + (*tmp_ / "d").string()),
+                        1, "prompt id 999999 is outside the vocabulary");
+  expect_one_line_error(run(model + "--pixels-from-golden '" + golden_case +
+                            "' --prompt-ids 201 --max-tokens 8150 --dump " + (*tmp_ / "d").string()),
+                        1, "exceeds the 8192-token context");
+  expect_one_line_error(run(model + "--mode base --pixels-from-golden '" + golden_case +
+                            "' --prompt-ids 201 --dump " + (*tmp_ / "d").string()),
+                        1, "global_u8 is 512x512 but --mode base needs 1024x1024");
+  // Pages need a tokenizer.json beside the weights.
+  const std::string png = std::string(DSOCR_GOLDEN_DIR) + "/images/show4_600.png";
+  expect_one_line_error(run(model + "--image '" + png + "'"), 1, "no tokenizer.json");
+  // With one, a bad image among good ones is reported and skipped; the exit code says so.
+  fs::copy_file(fs::path(DSOCR_SOURCE_DIR) / "tests/data/tokenizer/deepseek_v3.tokenizer.json",
+                dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+  const fs::path bad = *tmp_ / "broken.png";
+  std::ofstream(bad, std::ios::binary) << "\x89PNG\r\n\x1a\n truncated";
+  Result r = run(model + "--max-tokens 2 --task ocr --image '" + png + "' --image '" +
+                 bad.string() + "'");
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("broken.png"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("skipped"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("1 of 2 image(s) failed"), std::string::npos) << r.err;
+  EXPECT_FALSE(r.out.empty()) << "the good image printed nothing";
+  // The golden dump is written and parses as safetensors with the golden names.
+  const fs::path dump = *tmp_ / "show1.safetensors";
+  Result g = run(model + "--pixels-from-golden '" + golden_case +
+                 "' --prompt-ids 201,128820 --max-tokens 2 --ngram 3 --dump '" + dump.string() + "'");
+  ASSERT_EQ(g.code, 0) << g.err;
+  auto f = SafetensorsFile::open(dump.string());
+  ASSERT_TRUE(f.ok()) << f.message();
+  for (const char* name : {"global_u8", "image_embeds", "input_ids", "prefill_hidden",
+                           "prefill_hidden_positions", "prefill_logits_last", "gen_ids",
+                           "tf_top64_vals", "tf_top64_ids", "sam_global", "clip_global"})
+    EXPECT_NE(f->find(name), nullptr) << name;
+  EXPECT_EQ(f->find("input_ids")->shape, std::vector<int64_t>({1 + 73 + 2}));
+  EXPECT_EQ(f->find("gen_ids")->shape, std::vector<int64_t>({2}));
+  fs::remove(dir / "tokenizer.json");
 }
 
 TEST_F(Cli, CudaDeviceNeedsAGpu) {
