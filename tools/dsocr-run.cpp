@@ -339,7 +339,12 @@ Status run_pages(const RunOptions& o, Failure* failure) {
     }) : Expected<PageOutput>(img.status());
     if (!page.ok()) {
       ++failed;
-      std::fprintf(stderr, "%s: %s: %s; skipped\n", kTool, path.c_str(), page.message().c_str());
+      // Image errors already name the file; engine errors do not.
+      const std::string& why = page.message();
+      if (why.find(path) == std::string::npos)
+        std::fprintf(stderr, "%s: %s: %s; skipped\n", kTool, path.c_str(), why.c_str());
+      else
+        std::fprintf(stderr, "%s: %s; skipped\n", kTool, why.c_str());
       continue;
     }
     std::fputc('\n', stdout);
@@ -355,7 +360,8 @@ Status run_pages(const RunOptions& o, Failure* failure) {
     }
   }
   if (failed > 0)
-    *failure = {1, strfmt("%d of %zu image(s) failed", failed, o.images.size())};
+    *failure = {1, strfmt("%d of %zu image(s) failed; see the lines above", failed,
+                          o.images.size())};
   return Status::Ok();
 }
 
