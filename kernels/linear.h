@@ -109,3 +109,74 @@ const char* gemm_isa();
 bool set_gemm_isa(const char* name);
 
 }  // namespace dsocr
+
+// =================================================================================================
+// CUDA launchers (kernels/gemv.cu): the decoder's batch-1..8 linear layers on the GPU.
+// y[m, n] = x[m, k] · W[n, k]ᵀ, W BF16 row-major (nn.Linear layout), FP32 accumulation.
+// Bandwidth-bound (a weight byte is used m <= 8 times): every weight byte is read once with 16-byte
+// loads, the activations stay in L1. m = 1 (or FP32 x): FFMA, a warp owns R output columns;
+// m = 2..8 with BF16 x: tensor cores (mma.sync), a block owns 16. Long k is split over the warps
+// of a block. Asynchronous on `stream`; return the launch error.
+// =================================================================================================
+#include <cuda_runtime_api.h>
+
+namespace dsocr {
+
+constexpr int kDecodeGemvMaxM = 8;  // rows of x per launch (decode batch)
+
+// Up to kMaxParts weights stacked along n without a concatenated copy: output columns
+// [0, rows[0]) come from w[0], the next rows[1] from w[1], ... (q, k, v -> one launch).
+struct GemvWeights {
+  static constexpr int kMaxParts = 4;
+  const uint16_t* w[kMaxParts] = {};  // part p: [rows[p], ldw] BF16, device memory
+  int64_t rows[kMaxParts] = {};
+  int parts = 0;
+};
+inline GemvWeights gemv_weights(const uint16_t* w, int64_t n) {
+  GemvWeights g;
+  g.w[0] = w;
+  g.rows[0] = n;
+  g.parts = 1;
+  return g;
+}
+
+enum class GemvEpilogue {
+  kStoreF32,   // y (float*)    = x·Wᵀ
+  kStoreBf16,  // y (uint16_t*) = bf16(x·Wᵀ)
+  kAddBf16,    // y (uint16_t*) = bf16(y + x·Wᵀ): residual add into the BF16 stream, one rounding
+};
+
+// Optional launch shape (tests and benchmarks sweep it; null = the measured defaults).
+struct GemvTuning {
+  int rows_per_warp = 0;    // FFMA kernel, m == 1: R = 1, 2 or 4 output columns per warp
+  int warps_per_block = 0;  // FFMA kernel without split-K: 1..8
+  int split_k = 0;          // warps sharing one row group, splitting k: 1..8 (both kernels)
+};
+
+// PRECOND: 1 <= m <= kDecodeGemvMaxM; k % 8 == 0; ldx, ldw % 8 == 0 (BF16 x) / ldx % 4 == 0 (FP32
+// x); x and every w 16-byte aligned; n = Σ rows >= 1; y does not alias x or W. Returns
+// cudaErrorInvalidValue (nothing launched) when a precondition that can be checked fails.
+cudaError_t gemv(const uint16_t* x,  // [m, ldx] BF16, columns 0..k-1 used
+                 int64_t ldx,
+                 const GemvWeights& w,  // Σ rows = n, each [rows, ldw] BF16
+                 int64_t ldw,
+                 void* y,  // [m, ldy]: float (kStoreF32) or BF16 bits, columns 0..n-1
+                 int64_t ldy, int m, int64_t k, GemvEpilogue ep, cudaStream_t stream,
+                 const GemvTuning* tuning = nullptr);
+cudaError_t gemv(const float* x,  // [m, ldx] FP32
+                 int64_t ldx, const GemvWeights& w, int64_t ldw, void* y, int64_t ldy, int m,
+                 int64_t k, GemvEpilogue ep, cudaStream_t stream,
+                 const GemvTuning* tuning = nullptr);
+
+// Gated-MLP front half with the SiLU·mul epilogue (dense layer 0, swiglu.h):
+//   act[t, j] = bf16( silu(x_t · gate_j) · (x_t · up_j) ),  silu(g) = g / (1 + exp(-g)), FP32.
+// PRECOND: as gemv; gate and up both [inter, ldw].
+cudaError_t gemv_swiglu(const uint16_t* x,  // [m, ldx] BF16
+                        int64_t ldx,
+                        const uint16_t* w_gate,  // [inter, ldw] BF16
+                        const uint16_t* w_up,    // [inter, ldw] BF16
+                        int64_t ldw,
+                        uint16_t* act,  // [m, ldact] BF16, columns 0..inter-1
+                        int64_t ldact, int m, int64_t inter, int64_t k, cudaStream_t stream);
+
+}  // namespace dsocr

@@ -45,3 +45,75 @@ void moe_ref(
     int64_t T, int64_t dim, int n_experts, int top_k, int64_t moe_inter, int64_t shared_inter);
 
 }  // namespace dsocr
+
+// =================================================================================================
+// CUDA launchers (kernels/moe_decode.cu): router and the decode-time MoE (T <= 8 tokens), all
+// routing on the device (expert ids are read from device memory: no host sync, graph-capturable).
+// =================================================================================================
+#include <cuda_runtime_api.h>
+
+#include "kernels/linear.h"  // GemvEpilogue
+
+namespace dsocr {
+
+constexpr int kMoeMaxExperts = 64;
+constexpr int kMoeMaxTopK = 8;
+constexpr int kMoeDecodeMaxT = 8;
+
+// Router: logits = x · w_routerᵀ in FP32 (BF16 inputs), probs = softmax (FP32), top_k of probs
+// with the tie rule of moe_router_ref (equal probabilities -> lower expert id first), output
+// sorted by descending probability; topk_w = p · routed_scale, no renormalisation.
+// One block per token. PRECOND: 1 <= n_experts <= kMoeMaxExperts; 1 <= top_k <= min(n_experts,
+// kMoeMaxTopK); dim % 8 == 0; ldx % 8 == 0; x, w_router 16-byte aligned.
+cudaError_t moe_router(const uint16_t* x,  // [T, ldx] BF16 (post-attention-norm hidden)
+                       int64_t ldx,
+                       const uint16_t* w_router,  // [n_experts, dim] BF16 (mlp.gate.weight)
+                       float* probs,              // [T, n_experts] out, or null
+                       int32_t* topk_idx,         // [T, top_k] out
+                       float* topk_w,             // [T, top_k] out
+                       int T, int dim, int n_experts, int top_k, float routed_scale,
+                       cudaStream_t stream);
+
+// Device pointers of one MoE layer's weights (passed by value as a kernel argument, ~1.6 KB).
+struct MoeDeviceWeights {
+  MlpWeights experts[kMoeMaxExperts];  // gate/up [moe_inter, dim], down [dim, moe_inter]
+  MlpWeights shared;                   // gate/up [shared_inter, dim], down [dim, shared_inter]
+};
+
+// Bytes of scratch moe_decode needs (the SwiGLU activations, BF16).
+size_t moe_decode_workspace_bytes(int T, int top_k, int64_t moe_inter, int64_t shared_inter);
+
+// Decode MoE, two launches, each weight byte read once (an expert chosen by several tokens is
+// read once for all of them):
+//  1. gate+up of the distinct chosen experts and of the shared experts in one GEMV pass:
+//     act = bf16(silu(x·gateᵀ) · (x·upᵀ));
+//  2. down projections of the same experts; per output column, Σ_k w_k·down_k(act_k) +
+//     shared_down(act_sh) in FP32, then the epilogue: kAddBf16 adds it into y (the BF16 residual
+//     stream, one rounding), kStoreF32 / kStoreBf16 write it.
+// PRECOND: 1 <= T <= kMoeDecodeMaxT; topk_idx values in [0, n_experts), distinct per token (ids out
+// of range are skipped, their output left unwritten); dim, moe_inter, shared_inter multiples of 8;
+// ldx, ldy as gemv; workspace holds moe_decode_workspace_bytes(...), 16-byte aligned; y does not
+// alias x.
+cudaError_t moe_decode(const uint16_t* x,  // [T, ldx] BF16
+                       int64_t ldx,
+                       const int32_t* topk_idx,    // [T, top_k] device (moe_router output)
+                       const float* topk_w,        // [T, top_k] device
+                       const MoeDeviceWeights& w,  // device pointers
+                       void* y,                    // [T, ldy]: float or BF16 per `ep`
+                       int64_t ldy, GemvEpilogue ep,
+                       void* workspace,  // [moe_decode_workspace_bytes(...)]
+                       int T, int dim, int n_experts, int top_k, int moe_inter, int shared_inter,
+                       cudaStream_t stream);
+
+// The two launches of moe_decode, separately (benchmarks; a caller that wants work between them).
+// moe_decode == moe_decode_gate_up then moe_decode_down on the same workspace.
+cudaError_t moe_decode_gate_up(const uint16_t* x, int64_t ldx, const int32_t* topk_idx,
+                               const MoeDeviceWeights& w, void* workspace, int T, int dim,
+                               int n_experts, int top_k, int moe_inter, int shared_inter,
+                               cudaStream_t stream);
+cudaError_t moe_decode_down(const int32_t* topk_idx, const float* topk_w, const MoeDeviceWeights& w,
+                            void* y, int64_t ldy, GemvEpilogue ep, const void* workspace, int T,
+                            int dim, int n_experts, int top_k, int moe_inter, int shared_inter,
+                            cudaStream_t stream);
+
+}  // namespace dsocr

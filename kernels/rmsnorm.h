@@ -28,3 +28,38 @@ void add_rmsnorm_ref(float* h,            // [n_rows, dim] residual stream, upda
                      int64_t n_rows, int64_t dim, float eps);
 
 }  // namespace dsocr
+
+// =================================================================================================
+// CUDA launchers (kernels/rmsnorm.cu): BF16 rows, FP32 statistics, one row per block.
+// Rounding as HF `DeepseekV2RMSNorm` under BF16: y = bf16( w · bf16(h · r) ),
+// r = 1 / sqrt(mean(h²) + eps) with mean and r in FP32 (the sum of squares in FP32, fixed order).
+// =================================================================================================
+#include <cuda_runtime_api.h>
+
+namespace dsocr {
+
+// y = rmsnorm(x).  PRECOND: dim % 8 == 0, 8 <= dim <= 4096; ldx, ldy % 8 == 0; x, w, y 16-byte
+// aligned; y may equal x (in place) but no partial overlap.
+cudaError_t rmsnorm(const uint16_t* x,  // [T, ldx] BF16
+                    int64_t ldx,
+                    const uint16_t* w,  // [dim] BF16 gain
+                    uint16_t* y,        // [T, ldy] BF16
+                    int64_t ldy, int T, int dim, float eps, cudaStream_t stream);
+
+// Residual add fused with the next norm (the decoder's `h = r + x; x = RMSNorm(h)`):
+//   h = bf16(h + delta) (one rounding; the norm reads the rounded h), y = rmsnorm(h).
+// delta BF16 (HF: a BF16 sublayer output) or FP32 (an FP32 sublayer output, one rounding in all).
+// PRECOND: as rmsnorm; ld_delta % 8 == 0; y does not alias h or delta.
+cudaError_t add_rmsnorm(uint16_t* h,  // [T, ldh] BF16 residual stream, updated in place
+                        int64_t ldh,
+                        const uint16_t* delta,  // [T, ld_delta] BF16
+                        int64_t ld_delta,
+                        const uint16_t* w,  // [dim] BF16 gain
+                        uint16_t* y,        // [T, ldy] BF16
+                        int64_t ldy, int T, int dim, float eps, cudaStream_t stream);
+cudaError_t add_rmsnorm(uint16_t* h, int64_t ldh,
+                        const float* delta,  // [T, ld_delta] FP32
+                        int64_t ld_delta, const uint16_t* w, uint16_t* y, int64_t ldy, int T,
+                        int dim, float eps, cudaStream_t stream);
+
+}  // namespace dsocr

@@ -34,3 +34,32 @@ void rope_ref(float* x,            // [T, n_heads, head_dim], rotated in place
               int64_t T, int n_heads, int head_dim, float theta);
 
 }  // namespace dsocr
+
+// =================================================================================================
+// CUDA launchers (kernels/rope.cu)
+// =================================================================================================
+#include <cuda_runtime_api.h>
+
+namespace dsocr {
+
+// RoPE on q and k of T tokens (rotate-half, as rope_ref; cos/sin of float32(pos)·inv_freq[j] in
+// FP32 on the fly, inv_freq from rope_inv_freq_ref), output rounded to BF16, plus the K/V append:
+//   q_out[t] = rope(q[t], pos[t]);  k_cache[pos[t]] = rope(k[t], pos[t]);  v_cache[pos[t]] = v[t].
+// q, k, v are rows of the fused QKV GEMV output (ld_in elements between tokens; e.g. q = qkv,
+// k = qkv + 1280, v = qkv + 2560, ld_in = 3840). pos is read on the device (graph-capturable).
+// A token whose pos is outside [0, max_tokens) gets q_out but no cache write.
+// PRECOND: head_dim % 16 == 0, head_dim <= 256; ld_in, ld_q_out % 8 == 0; all pointers 16-byte
+// aligned; q_out may equal q (in place), otherwise no overlaps.
+cudaError_t rope_qk_append_kv(const uint16_t* q,  // [T, ld_in] BF16, n_heads·head_dim used
+                              const uint16_t* k,  // [T, ld_in] BF16
+                              const uint16_t* v,  // [T, ld_in] BF16
+                              int64_t ld_in,
+                              const int32_t* pos,  // [T] device
+                              uint16_t* q_out,     // [T, ld_q_out] BF16
+                              int64_t ld_q_out,
+                              uint16_t* k_cache,  // [max_tokens, n_heads, head_dim] BF16
+                              uint16_t* v_cache,  // [max_tokens, n_heads, head_dim] BF16
+                              int64_t max_tokens, int T, int n_heads, int head_dim, float theta,
+                              cudaStream_t stream);
+
+}  // namespace dsocr
