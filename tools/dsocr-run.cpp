@@ -22,6 +22,7 @@
 #include "runtime/cuda_check.h"
 #include "runtime/engine.h"
 #include "runtime/golden.h"
+#include "runtime/postprocess.h"
 #include "runtime/planner.h"
 #include "runtime/pool.h"
 #include "runtime/preprocess.h"
@@ -51,6 +52,8 @@ struct RunOptions {
   std::string ref;                  // --ref (task locate)
   int max_crops = kMaxCropsHF;      // --max-crops
   int ngram = 20;                   // --ngram (0: off)
+  std::string out_dir;              // --out DIR: <name>.mmd, .json, _boxes.png, images/
+  std::string format = "text";      // --format text|md|json (stdout)
   // The golden interface (../shared/golden/README.md).
   bool golden = false;                // set by --prompt-ids
   std::vector<int32_t> prompt_ids;    // --prompt-ids
@@ -169,6 +172,21 @@ const std::vector<Flag>& flags() {
       {"--prompt", "TEXT", "a raw prompt with one <image> placeholder (overrides --task)",
        [](RunOptions& o, std::string_view v) {
          o.prompt = std::string(v);
+         return Status::Ok();
+       }},
+      {"--out", "DIR",
+       "write <name>.mmd, <name>.json, <name>_boxes.png and images/ (figure crops) per image",
+       [](RunOptions& o, std::string_view v) {
+         o.out_dir = std::string(v);
+         return Status::Ok();
+       }},
+      {"--format", "F",
+       "stdout: text (streamed as generated, default), md (markdown) or json, per image",
+       [](RunOptions& o, std::string_view v) {
+         if (v != "text" && v != "md" && v != "json")
+           return Status::Error(strfmt("--format '%.*s' unknown; use text, md or json",
+                                       static_cast<int>(v.size()), v.data()));
+         o.format = std::string(v);
          return Status::Ok();
        }},
       {"--max-crops", "N", "Gundam mode: at most N tiles, 2..9 (default 9, as the HF code)",
@@ -328,11 +346,20 @@ Status run_pages(const RunOptions& o, Failure* failure) {
   eo.max_crops = o.max_crops;
   eo.max_tokens = o.max_tokens > 0 ? o.max_tokens : 8192;
   eo.ngram = o.ngram;
+  if (!o.out_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(o.out_dir, ec);
+    if (ec || !std::filesystem::is_directory(o.out_dir))
+      return Status::Error(o.out_dir + ": cannot create the output directory (" + ec.message() +
+                           "); choose another --out");
+  }
   DSOCR_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::open(eo));
+  const bool stream = o.format == "text";
   int failed = 0;
   for (const std::string& path : o.images) {
     Expected<Image> img = load_image(path);
-    Expected<PageOutput> page = img.ok() ? engine->run(*img, prompt, [](std::string_view piece) {
+    Expected<PageOutput> page = img.ok() ? engine->run(*img, prompt, [&](std::string_view piece) {
+      if (!stream) return true;
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
       return true;
@@ -347,7 +374,39 @@ Status run_pages(const RunOptions& o, Failure* failure) {
         std::fprintf(stderr, "%s: %s; skipped\n", kTool, why.c_str());
       continue;
     }
-    std::fputc('\n', stdout);
+    // Grounding boxes, markdown, JSON, crops and the overlay (../shared/MODEL.md §8).
+    const PageResult post = postprocess_page(page->raw_text, page->image_w, page->image_h);
+    PageMeta meta;
+    meta.name = std::filesystem::path(path).stem().string();
+    meta.width = page->image_w;
+    meta.height = page->image_h;
+    meta.mode = mode_spec(o.mode).name;
+    meta.prompt = prompt;
+    meta.prompt_tokens = page->prompt_tokens;
+    meta.image_tokens = page->image_tokens;
+    meta.generated_tokens = static_cast<int64_t>(page->ids.size());
+    meta.eos_reached = page->eos;
+    for (const auto& [stage, ms] : page->ms) meta.timings_ms.emplace_back(stage, ms);
+    if (o.format == "text") {
+      std::fputc('\n', stdout);
+    } else if (o.format == "md") {
+      std::string md = to_markdown(post.text, post.grounding, {});
+      std::fwrite(md.data(), 1, md.size(), stdout);
+      std::fputc('\n', stdout);
+    } else {
+      std::string js = page_json(meta, post);
+      std::fwrite(js.data(), 1, js.size(), stdout);
+      std::fputc('\n', stdout);
+    }
+    std::fflush(stdout);
+    if (!o.out_dir.empty()) {
+      Status w = write_page_outputs(o.out_dir, *img, meta, post);
+      if (!w.ok()) {
+        ++failed;
+        std::fprintf(stderr, "%s: %s: %s\n", kTool, path.c_str(), w.message().c_str());
+        continue;
+      }
+    }
     if (o.verbose >= 1) {
       std::string stages;
       double total = 0;

@@ -118,7 +118,7 @@ TEST_F(Cli, HelpListsEveryOption) {
                            "--gpu-mem SIZE", "--device cuda|cpu", "-v", "--help", "--image PATH",
                            "--task TASK", "--prompt TEXT", "--ref TEXT", "--max-crops N",
                            "--ngram N", "--prompt-ids IDS", "--teacher-force IDS", "--dump FILE",
-                           "--pixels-from-golden CASE"})
+                           "--pixels-from-golden CASE", "--out DIR", "--format F"})
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag << " missing from:\n" << r.out;
   EXPECT_EQ(r.out.find("not yet implemented"), std::string::npos);
   EXPECT_TRUE(r.err.empty());
@@ -144,6 +144,7 @@ TEST_F(Cli, UsageErrorsExitTwo) {
   expect_one_line_error(run("--model x --max-crops 10"), 2, "outside 2..9");
   expect_one_line_error(run("--model x --task poem"), 2, "unknown task 'poem'");
   expect_one_line_error(run("--model x --ngram x"), 2, "--ngram");
+  expect_one_line_error(run("--model x --format xml"), 2, "--format 'xml' unknown");
   expect_one_line_error(run("--model x --image a.png"), 2, "add --device cpu");
   // The golden interface's own rules.
   expect_one_line_error(run("--model x --prompt-ids 1,2 --device cpu --image a.png"), 2,
@@ -221,6 +222,9 @@ TEST_F(Cli, PagesAndGoldenOnCpu) {
   expect_one_line_error(run(model + "--mode base --pixels-from-golden '" + golden_case +
                             "' --prompt-ids 201 --dump " + (*tmp_ / "d").string()),
                         1, "global_u8 is 512x512 but --mode base needs 1024x1024");
+  // An output directory that cannot be made is refused before any work.
+  expect_one_line_error(run(model + "--image a.png --out /proc/dsocr-no-such-dir"), 1,
+                        "cannot create the output directory");
   // Pages need a tokenizer.json beside the weights.
   const std::string png = std::string(DSOCR_GOLDEN_DIR) + "/images/show4_600.png";
   expect_one_line_error(run(model + "--image '" + png + "'"), 1, "no tokenizer.json");
@@ -236,6 +240,14 @@ TEST_F(Cli, PagesAndGoldenOnCpu) {
   EXPECT_NE(r.err.find("skipped"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("1 of 2 image(s) failed"), std::string::npos) << r.err;
   EXPECT_FALSE(r.out.empty()) << "the good image printed nothing";
+  // --out writes the page files; --format json prints the page JSON.
+  const fs::path out = *tmp_ / "out";
+  Result j = run(model + "--max-tokens 2 --format json --out '" + out.string() + "' --image '" +
+                 png + "'");
+  EXPECT_EQ(j.code, 0) << j.err;
+  EXPECT_NE(j.out.find("\"eos_reached\""), std::string::npos) << j.out;
+  for (const char* f : {"show4_600.json", "show4_600.mmd", "show4_600_boxes.png"})
+    EXPECT_TRUE(fs::exists(out / f)) << f;
   // The golden dump is written and parses as safetensors with the golden names.
   const fs::path dump = *tmp_ / "show1.safetensors";
   Result g = run(model + "--pixels-from-golden '" + golden_case +
