@@ -269,24 +269,6 @@ const Isa*& isa_ptr() {
   return p;
 }
 
-// Grow-only 64-byte aligned per-thread scratch.
-float* tl_buffer(int slot, size_t floats) {
-  struct Buf {
-    float* p = nullptr;
-    size_t n = 0;
-    ~Buf() { std::free(p); }
-  };
-  thread_local Buf bufs[2];
-  Buf& b = bufs[slot];
-  if (b.n < floats) {
-    std::free(b.p);
-    b.n = (floats + 15) / 16 * 16;
-    b.p = static_cast<float*>(std::aligned_alloc(64, b.n * sizeof(float)));
-    if (!b.p) std::abort();  // out of memory for a few hundred KB: nothing sensible to do
-  }
-  return b.p;
-}
-
 int64_t round_up(int64_t a, int64_t b) {
   return (a + b - 1) / b * b;
 }
@@ -368,10 +350,12 @@ void run_tile(const Isa& I, const GemmA& a, const GemmB& b, const GemmC& c, int6
               int64_t j0, int64_t nc, int64_t n, int64_t k) {
   const int mr = I.mr, nr = I.nr;
   const int64_t strips = (mc + mr - 1) / mr, panels = (nc + nr - 1) / nr;
-  float* abuf = tl_buffer(0, static_cast<size_t>(strips * mr * std::min(k, kKC)));
+  float* abuf =
+      thread_scratch(ScratchSlot::kGemmA, static_cast<size_t>(strips * mr * std::min(k, kKC)));
   const bool prepacked = b.layout == GemmBLayout::kPacked;
-  float* bbuf =
-      prepacked ? nullptr : tl_buffer(1, static_cast<size_t>(panels * nr * std::min(k, kKC)));
+  float* bbuf = prepacked ? nullptr
+                          : thread_scratch(ScratchSlot::kGemmB,
+                                           static_cast<size_t>(panels * nr * std::min(k, kKC)));
   const int64_t n_pad = round_up(n, nr);
   for (int64_t p0 = 0; p0 < k; p0 += kKC) {
     const int64_t kc = std::min(kKC, k - p0);

@@ -110,9 +110,30 @@ Pool& pool() {
 
 }  // namespace
 
-int cpu_threads() { return pool().size(); }
+float* thread_scratch(ScratchSlot slot, size_t floats) {
+  struct Buf {
+    float* p = nullptr;
+    size_t n = 0;
+    ~Buf() { std::free(p); }
+  };
+  thread_local Buf bufs[static_cast<int>(ScratchSlot::kCount)];
+  Buf& b = bufs[static_cast<int>(slot)];
+  if (b.n < floats) {
+    std::free(b.p);
+    b.n = (floats + 15) / 16 * 16;
+    b.p = static_cast<float*>(std::aligned_alloc(64, b.n * sizeof(float)));
+    if (!b.p) std::abort();  // a few MB of scratch: nothing sensible to do without it
+  }
+  return b.p;
+}
 
-void set_cpu_threads(int n) { pool().resize(n > 0 ? n : default_threads()); }
+int cpu_threads() {
+  return pool().size();
+}
+
+void set_cpu_threads(int n) {
+  pool().resize(n > 0 ? n : default_threads());
+}
 
 void parallel_for(int64_t n, const std::function<void(int64_t, int64_t)>& fn, int64_t grain) {
   if (n <= 0) return;

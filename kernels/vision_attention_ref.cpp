@@ -84,24 +84,6 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) float softmax_row(
   return sum;
 }
 
-// Grow-only 64-byte aligned per-thread scratch (slots: packed K, packed V, scores).
-float* scratch(int slot, size_t floats) {
-  struct Buf {
-    float* p = nullptr;
-    size_t n = 0;
-    ~Buf() { std::free(p); }
-  };
-  thread_local Buf bufs[3];
-  Buf& b = bufs[slot];
-  if (b.n < floats) {
-    std::free(b.p);
-    b.n = (floats + 15) / 16 * 16;
-    b.p = static_cast<float*>(std::aligned_alloc(64, b.n * sizeof(float)));
-    if (!b.p) std::abort();  // a few MB: nothing sensible to do without them
-  }
-  return b.p;
-}
-
 // One (sequence, head): all n_tokens queries.
 void attend_head(const float* qkv, const float* rel_pos_h, const float* rel_pos_w, float* out,
                  int64_t n_tokens, int64_t gh, int64_t gw, int n_heads, int64_t d, int h) {
@@ -111,13 +93,13 @@ void attend_head(const float* qkv, const float* rel_pos_h, const float* rel_pos_
   kb.layout = GemmBLayout::kF32NK;  // S = Q·Kᵀ: B[c, j] = K[j, c]
   kb.data = qkv + hd + h * d;
   kb.ld = ld;
-  float* kp = scratch(0, gemm_packed_b_floats(n_tokens, d));
+  float* kp = thread_scratch(ScratchSlot::kAttnK, gemm_packed_b_floats(n_tokens, d));
   gemm_pack_b(kb, n_tokens, d, kp);
   GemmB vb;
   vb.layout = GemmBLayout::kF32KN;  // O = P·V: B[j, c] = V[j, c]
   vb.data = qkv + 2 * hd + h * d;
   vb.ld = ld;
-  float* vp = scratch(1, gemm_packed_b_floats(d, n_tokens));
+  float* vp = thread_scratch(ScratchSlot::kAttnV, gemm_packed_b_floats(d, n_tokens));
   gemm_pack_b(vb, d, n_tokens, vp);
   kb = GemmB{};
   kb.layout = GemmBLayout::kPacked;
@@ -126,7 +108,7 @@ void attend_head(const float* qkv, const float* rel_pos_h, const float* rel_pos_
   vb.layout = GemmBLayout::kPacked;
   vb.data = vp;
 
-  float* s = scratch(2, static_cast<size_t>(kQBlock * n_tokens));
+  float* s = thread_scratch(ScratchSlot::kAttnScores, static_cast<size_t>(kQBlock * n_tokens));
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   const bool rel = rel_pos_h != nullptr;
   float rel_h[1024], rel_w[1024];  // gh, gw <= 1024 (checked by the caller's PRECOND)
