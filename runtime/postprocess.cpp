@@ -463,7 +463,7 @@ Status write_page_outputs(const std::string& out_dir, const Image& image, const 
   if (options.write_json) {
     DSOCR_TRY(write_file((dir / (meta.name + ".json")).string(), page_json(meta, page)));
   }
-  if (options.write_crops) DSOCR_TRY(write_crops(image, page.crops, out_dir));
+  if (options.write_crop_files) DSOCR_TRY(write_crops(image, page.crops, out_dir));
   if (options.write_overlay) {
     DSOCR_TRY(write_png(render_overlay(image, page.grounding),
                         (dir / (meta.name + "_boxes.png")).string()));

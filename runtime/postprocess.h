@@ -170,11 +170,11 @@ std::string page_json(const PageMeta& meta, const PageResult& page);
 Status write_file(const std::string& path, std::string_view bytes);
 
 struct PageOutputOptions {
-  MarkdownOptions markdown;    // image_prefix is taken from the PageResult
-  bool write_markdown = true;  // <name>.mmd
-  bool write_json = true;      // <name>.json
-  bool write_crops = true;     // images/<prefix><idx>.jpg
-  bool write_overlay = true;   // <name>_boxes.png
+  MarkdownOptions markdown;      // image_prefix is taken from the PageResult
+  bool write_markdown = true;    // <name>.mmd
+  bool write_json = true;        // <name>.json
+  bool write_crop_files = true;  // images/<prefix><idx>.jpg
+  bool write_overlay = true;     // <name>_boxes.png
 };
 // Everything for one page in out_dir (which must exist). `image` is the original image.
 Status write_page_outputs(const std::string& out_dir, const Image& image, const PageMeta& meta,
