@@ -1,5 +1,6 @@
 // dsocr-synth: write the SYNTH-1 synthetic DeepSeek-OCR checkpoint (config.json +
-// model-00001-of-000001.safetensors, 6.67 GB) that the golden data was computed on.
+// model-00001-of-000001.safetensors, 6.67 GB) that the golden data was computed on, plus a
+// synthetic tokenizer.json with DeepSeek-OCR's special-token ids (loader/synth_tokenizer.h).
 #include <signal.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <string_view>
 
 #include "loader/synth.h"
+#include "loader/synth_tokenizer.h"
 
 namespace {
 
@@ -21,6 +23,9 @@ constexpr const char* kUsage =
     "Write the SYNTH-1 synthetic DeepSeek-OCR checkpoint into DIR: config.json and\n"
     "model-00001-of-000001.safetensors (2710 BF16 tensors, 6.67 GB). Every value is a pure\n"
     "function of (seed, tensor name, index); seed 1 is the checkpoint of ../shared/golden.\n"
+    "Then write DIR/tokenizer.json: a synthetic byte-level BPE (the real one is not bundled)\n"
+    "with the official special-token ids (<image> = 128815, 128827 tokens); the same for\n"
+    "every seed. Text ids of ordinary words differ from the real tokenizer's.\n"
     "\n"
     "  --out DIR   output directory (created if needed)\n"
     "  --seed S    unsigned 64-bit seed (default 1)\n"
@@ -152,10 +157,16 @@ int main(int argc, char** argv) {
     return 1;
   }
   const double secs = progress.elapsed();
+  std::string tokenizer;
+  s = dsocr::write_synth_tokenizer(out, &tokenizer);
+  if (!s.ok()) {
+    std::fprintf(stderr, "dsocr-synth: %s\n", s.message().c_str());
+    return 1;
+  }
   if (!quiet)
-    std::printf("%s: %llu bytes in %.1f s (%.2f GB/s), seed %llu\n", model.c_str(),
+    std::printf("%s: %llu bytes in %.1f s (%.2f GB/s), seed %llu; tokenizer: %s\n", model.c_str(),
                 static_cast<unsigned long long>(bytes), secs,
                 secs > 0 ? static_cast<double>(bytes) / 1e9 / secs : 0.0,
-                static_cast<unsigned long long>(seed));
+                static_cast<unsigned long long>(seed), tokenizer.c_str());
   return 0;
 }
