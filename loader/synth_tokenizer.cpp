@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "loader/synth.h"  // splitmix64
+#include "loader/unicode.h"
 
 namespace dsocr {
 namespace {
@@ -94,39 +95,10 @@ std::vector<AddedTokenSpec> added_tokens() {
   return v;  // id == 128827 here
 }
 
-void append_utf8(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
-// GPT-2 bytes_to_unicode (tokenizers byte_level.rs): printable Latin-1 bytes map to themselves,
-// the other 68 to U+0100 + n in byte order.
-std::array<uint32_t, 256> byte_to_cp() {
-  std::array<uint32_t, 256> t{};
-  uint32_t n = 0;
-  for (uint32_t b = 0; b < 256; ++b) {
-    bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-    t[b] = printable ? b : 0x100 + n++;
-  }
-  return t;
-}
-
 class VocabBuilder {
  public:
-  explicit VocabBuilder(const std::vector<AddedTokenSpec>& added) : cp_(byte_to_cp()) {
+  explicit VocabBuilder(const std::vector<AddedTokenSpec>& added)
+      : cp_(unicode::byte_level_chars()) {
     for (const AddedTokenSpec& a : added) forbidden_.insert(a.content);
     for (int i = 0; i < 3; ++i) {  // BOS/EOS/PAD, ids 0..2 (no raw bytes: never merged)
       tokens_.push_back(added[i].content);
@@ -220,7 +192,7 @@ class VocabBuilder {
 
   std::string symbol(std::string_view raw) const {
     std::string s;
-    for (unsigned char c : raw) append_utf8(cp_[c], s);
+    for (unsigned char c : raw) unicode::append_utf8(cp_[c], s);
     return s;
   }
   void push(std::string raw) {
@@ -268,7 +240,7 @@ void build_vocab(VocabBuilder& vb) {
   auto add_range = [&](uint32_t lo, uint32_t hi) {
     for (uint32_t cp = lo; cp <= hi; ++cp) {
       std::string s;
-      append_utf8(cp, s);
+      unicode::append_utf8(cp, s);
       vb.add_word(s);
     }
   };

@@ -24,19 +24,13 @@ namespace {
 constexpr std::string_view kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
-// ByteLevel's byte <-> character table (bytes_char() in byte_level.rs, after GPT-2's
-// bytes_to_unicode): printable bytes map to themselves, the other 68 to U+0100.. in order.
+// ByteLevel's byte <-> character table (unicode::byte_level_chars) and its inverse.
 struct ByteTable {
-  std::array<uint32_t, 256> to_char{};
+  const std::array<uint32_t, 256>& to_char = unicode::byte_level_chars();
   std::array<int16_t, 512> to_byte{};  // -1: not a ByteLevel character
   ByteTable() {
     to_byte.fill(-1);
-    uint32_t extra = 0;
-    for (uint32_t b = 0; b < 256; ++b) {
-      bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-      to_char[b] = printable ? b : 256 + extra++;
-      to_byte[to_char[b]] = static_cast<int16_t>(b);
-    }
+    for (uint32_t b = 0; b < 256; ++b) to_byte[to_char[b]] = static_cast<int16_t>(b);
   }
 };
 const ByteTable& byte_table() {

@@ -148,4 +148,17 @@ size_t append_utf8_lossy(std::string_view bytes, bool final, std::string& out) {
   return i;
 }
 
+const std::array<uint32_t, 256>& byte_level_chars() {
+  static const std::array<uint32_t, 256> table = [] {
+    std::array<uint32_t, 256> t{};
+    uint32_t extra = 0;
+    for (uint32_t b = 0; b < 256; ++b) {
+      bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
+      t[b] = printable ? b : 256 + extra++;
+    }
+    return t;
+  }();
+  return table;
+}
+
 }  // namespace dsocr::unicode

@@ -7,6 +7,7 @@
 // CJK Extension I).
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -99,6 +100,10 @@ size_t decode_utf8(std::string_view s, size_t i, uint32_t* cp);
 
 // Appends the UTF-8 encoding of a code point <= U+10FFFF.
 void append_utf8(uint32_t cp, std::string& out);
+
+// ByteLevel's byte -> character table (GPT-2 bytes_to_unicode, bytes_char() in tokenizers'
+// byte_level.rs): printable Latin-1 bytes map to themselves, the other 68 to U+0100.. in order.
+const std::array<uint32_t, 256>& byte_level_chars();
 
 // Appends `bytes` to `out` as Rust's String::from_utf8_lossy does: each maximal invalid subpart
 // becomes one U+FFFD. With final == false it stops before a trailing sequence that is
