@@ -41,7 +41,7 @@ void run_case(const std::string& name, std::vector<float> logits, std::vector<in
 }
 
 TEST(Argmax, VocabularyWithBans) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   const int64_t n = 129280;
   for (uint64_t seed : {1, 2, 3}) {
     Rng rng(seed);
@@ -63,7 +63,7 @@ TEST(Argmax, VocabularyWithBans) {
 }
 
 TEST(Argmax, TiesNanInfAndOddSizes) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   Rng rng(7);
   for (int64_t n : {1, 2, 3, 5, 2047, 2048, 2049, 4099, 129280, 1000003}) {
     std::vector<float> l = random_f32(rng, n, -1.f, 1.f);

@@ -93,7 +93,7 @@ void run_case(int64_t kv_len, int64_t max_kv_len, int64_t ld, float q_range, uin
 }
 
 TEST(DecodeAttention, ContextLengths) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   uint64_t seed = 1;
   for (int64_t kv : {1, 17, 282, 912, 4099, 8192}) {
     run_case(kv, kv, kRow, 1.f, ++seed);    // tight bound
@@ -105,7 +105,7 @@ TEST(DecodeAttention, ContextLengths) {
 
 // Past 128 tiles (8192 keys) a split runs the online softmax over several tiles.
 TEST(DecodeAttention, LongContextsSeveralTilesPerSplit) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   uint64_t seed = 100;
   run_case(8193, 8193, kRow, 2.f, ++seed);    // 129 tiles: 2 per split, the last split 1
   run_case(20000, 32768, kRow, 4.f, ++seed);  // 313 tiles: 3 per split, ragged last tile
@@ -115,7 +115,7 @@ TEST(DecodeAttention, LongContextsSeveralTilesPerSplit) {
 
 // One captured graph (bound 8192) replayed for several live lengths set through *pos.
 TEST(DecodeAttention, GraphReplayFollowsDevicePosition) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   const int64_t max_kv = 8192;
   const Inputs in = make_inputs(max_kv, kRow, 3.f, 77);
   DevBuf<uint16_t> dq(in.q), dk(in.k), dv(in.v), dout(kRow);
@@ -147,7 +147,7 @@ TEST(DecodeAttention, GraphReplayFollowsDevicePosition) {
 }
 
 TEST(DecodeAttention, Rejects) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   DevBuf<uint16_t> b(kRow);
   DevBuf<int32_t> p(1);
   DevBuf<uint8_t> ws(decode_attention_workspace_bytes(kHeads, kHd, 64));

@@ -13,18 +13,13 @@
 #include <string>
 #include <vector>
 
+#include "gpu/gpu_test.h"
 #include "kernels/checksum.h"
 #include "loader/bf16.h"
 #include "runtime/cuda_check.h"
 #include "unit/ref_test_util.h"
 
 namespace dsocr::test {
-
-#define SKIP_WITHOUT_GPU()                                     \
-  do {                                                         \
-    const std::string reason = cuda_unavailable_reason();      \
-    if (!reason.empty()) GTEST_SKIP() << "no GPU: " << reason; \
-  } while (0)
 
 // A launcher's return value, then the last error, then the kernel's own completion.
 #define LAUNCH_OK(expr)                                                  \

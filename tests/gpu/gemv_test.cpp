@@ -112,7 +112,7 @@ void run_case(const Case& c, XKind xk, GemvEpilogue ep, uint64_t seed,
 }
 
 TEST(Gemv, DecoderShapes) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   uint64_t seed = 100;
   // o_proj, fused QKV (three weights, no concatenated copy), dense gate+up, expert down,
   // shared down, dense down.
@@ -128,7 +128,7 @@ TEST(Gemv, DecoderShapes) {
 }
 
 TEST(Gemv, OddShapesAndStrides) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   uint64_t seed = 200;
   const Case shapes[] = {{1, 1, 8},      {3, 5, 8, 8},    {2, 37, 24, 16, 2}, {8, 1001, 1288, 8, 4},
                          {4, 129, 2056}, {7, 3, 4104, 24}};
@@ -141,7 +141,7 @@ TEST(Gemv, OddShapesAndStrides) {
 }
 
 TEST(Gemv, EveryLaunchShape) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   uint64_t seed = 300;
   for (int rows : {1, 2, 4})
     for (int warps : {1, 3, 4, 8}) {
@@ -160,13 +160,13 @@ TEST(Gemv, EveryLaunchShape) {
 }
 
 TEST(Gemv, LmHead) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   for (int m : {1, 2, 8})
     run_case({m, 129280, 1280}, XKind::kBf16, GemvEpilogue::kStoreF32, 400 + m);
 }
 
 TEST(Gemv, RejectsBadArguments) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   DevBuf<uint16_t> w(64 * 64), x(64);
   DevBuf<float> y(64);
   const GemvWeights gw = gemv_weights(w.get(), 64);
@@ -217,7 +217,7 @@ void run_swiglu(int m, int64_t inter, int64_t k, int64_t pad, uint64_t seed) {
 }
 
 TEST(Gemv, SwiGLU) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   uint64_t seed = 500;
   for (int m : {1, 2, 4, 8}) run_swiglu(m, 6848, 1280, 0, ++seed);
   run_swiglu(3, 37, 24, 8, ++seed);

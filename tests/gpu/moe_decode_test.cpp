@@ -203,7 +203,7 @@ class MoeModel : public testing::Test {
 Layer* MoeModel::layer_ = nullptr;
 
 TEST_F(MoeModel, DecodeBatches) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   uint64_t seed = 10;
   for (int T : {1, 2, 3, 5, 8}) run_decode(*layer_, T, ++seed, "model");
   run_decode(*layer_, 4, ++seed, "model shared-x(2 groups)", 2);
@@ -211,7 +211,7 @@ TEST_F(MoeModel, DecodeBatches) {
 }
 
 TEST_F(MoeModel, GraphCaptureMatchesDirect) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   const Shape& s = kModel;
   const int T = 1;
   Rng rng(99);
@@ -247,7 +247,7 @@ TEST_F(MoeModel, GraphCaptureMatchesDirect) {
 }
 
 TEST(Moe, OddShapes) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   {
     const Layer L({64, 10, 3, 24, 40}, 5, 0.3f);  // shared 40 = 24 + a ragged slice of 16
     for (int T : {1, 3, 7}) run_decode(L, T, 50 + T, "dim64 e10 k3 i24 s40");
@@ -260,7 +260,7 @@ TEST(Moe, OddShapes) {
 }
 
 TEST(Moe, RouterTiesGoToTheLowerId) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   Layer L({128, 16, 4, 16, 16}, 8, 0.01f);
   // Experts 3 and 11 get identical rows aligned with x (the two largest logits, exactly equal);
   // experts 5 and 9 identical, the next largest.

@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include "gpu/gpu_test.h"
 #include "kernels/checksum.h"
 #include "loader/bf16.h"
 #include "runtime/cuda_check.h"
@@ -15,12 +16,6 @@
 
 namespace dsocr {
 namespace {
-
-#define SKIP_WITHOUT_GPU()                                     \
-  do {                                                         \
-    const std::string reason = cuda_unavailable_reason();      \
-    if (!reason.empty()) GTEST_SKIP() << "no GPU: " << reason; \
-  } while (0)
 
 #define CUDA_OK(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
 
@@ -75,7 +70,7 @@ Checksum device_checksum(const void* p, uint64_t n, bool sum) {
 }
 
 TEST(Checksum, DeviceMatchesReference) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   const size_t kMax = (64ull << 20) + 5;
   const std::vector<uint8_t> host = random_bf16_bytes(kMax + 64, 1);
   DeviceBuffer dev(host.size());
@@ -103,7 +98,7 @@ TEST(Checksum, DeviceMatchesReference) {
 }
 
 TEST(Checksum, AnyChangedByteChangesTheHash) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   std::vector<uint8_t> host = random_bf16_bytes((1 << 20) + 3, 2);
   DeviceBuffer dev(host.size());
   const Checksum base = checksum_ref(host.data(), host.size(), false);
@@ -129,7 +124,7 @@ TEST(Checksum, AnyChangedByteChangesTheHash) {
 }
 
 TEST(Fill, WritesThePatternAndNothingElse) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   const size_t kSize = (3 << 20) + 100;
   DeviceBuffer dev(kSize);
   std::vector<uint8_t> h(kSize);
@@ -199,7 +194,7 @@ void expect_poisoned(const DevicePool& pool) {
 }
 
 TEST(Pool, CarvesThePlanAndPoisons) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   const MemoryPlan plan = small_plan();
   ASSERT_GT(plan.total, 0u);
   size_t free0 = 0, free1 = 0, free2 = 0, total = 0;
@@ -240,7 +235,7 @@ TEST(Pool, CarvesThePlanAndPoisons) {
 }
 
 TEST(Pool, AllocationFailureIsOneLine) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   std::vector<WeightEntry> huge = {{"huge", 64ull << 40, TensorClass::kRoutedExpert}};
   PlanOptions o;
   o.mode = Mode::kTiny;
@@ -258,7 +253,7 @@ TEST(Pool, AllocationFailureIsOneLine) {
 }
 
 TEST(Pool, CudaErrorsNameTheCall) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   auto failing = []() -> Status {
     DSOCR_CUDA_TRY(cudaSetDevice(1 << 20));
     return Status::Ok();

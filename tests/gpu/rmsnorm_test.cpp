@@ -97,7 +97,7 @@ void run_case(int T, int dim, int64_t pad, Delta dk, uint64_t seed) {
 }
 
 TEST(RmsNorm, DecoderAndOddShapes) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   uint64_t seed = 1;
   for (Delta dk : {Delta::kNone, Delta::kBf16, Delta::kF32}) {
     for (int T : {1, 3, 8, 37}) run_case(T, 1280, 0, dk, ++seed);
@@ -109,7 +109,7 @@ TEST(RmsNorm, DecoderAndOddShapes) {
 }
 
 TEST(RmsNorm, InPlaceAndRejects) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   Rng rng(9);
   std::vector<uint16_t> x = random_bf16(rng, 2 * 1280), w = random_bf16(rng, 1280);
   DevBuf<uint16_t> dx(x), dw(w), dy(2 * 1280);

@@ -91,7 +91,7 @@ void run_case(const std::vector<int32_t>& pos, int n_heads, int head_dim, int64_
 }
 
 TEST(Rope, DecodeAndPrefillPositions) {
-  SKIP_WITHOUT_GPU();
+  DSOCR_SKIP_WITHOUT_GPU();
   run_case({0}, 10, 128, 16, false, 1);
   run_case({911}, 10, 128, 1024, false, 2);
   run_case({8191}, 10, 128, 8192, false, 3);

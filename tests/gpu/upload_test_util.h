@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "gpu/gpu_test.h"
 #include "kernels/checksum.h"
 #include "kernels/parallel.h"
 #include "loader/safetensors.h"
@@ -16,12 +17,6 @@
 #include "runtime/weights.h"
 
 namespace dsocr {
-
-#define DSOCR_SKIP_WITHOUT_GPU()                               \
-  do {                                                         \
-    const std::string reason = cuda_unavailable_reason();      \
-    if (!reason.empty()) GTEST_SKIP() << "no GPU: " << reason; \
-  } while (0)
 
 inline std::vector<Checksum> host_checksums(const Checkpoint& ck) {
   std::vector<Checksum> out(ck.tensors().size());
