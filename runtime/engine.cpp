@@ -1,12 +1,12 @@
 #include "runtime/engine.h"
 
 #include <chrono>
-#include <cctype>
 #include <filesystem>
 #include <optional>
 
 #include "loader/tokenizer.h"
 #include "runtime/cpu_model.h"
+#include "runtime/postprocess.h"
 
 namespace dsocr {
 
@@ -24,10 +24,14 @@ Expected<Task> parse_task(std::string_view name) {
 
 Expected<std::string> task_prompt(Task task, std::string_view ref) {
   switch (task) {
-    case Task::kMarkdown: return std::string("<image>\n<|grounding|>Convert the document to markdown.");
-    case Task::kOcr: return std::string("<image>\nFree OCR.");
-    case Task::kFigure: return std::string("<image>\nParse the figure.");
-    case Task::kDescribe: return std::string("<image>\nDescribe this image in detail.");
+    case Task::kMarkdown:
+      return std::string("<image>\n<|grounding|>Convert the document to markdown.");
+    case Task::kOcr:
+      return std::string("<image>\nFree OCR.");
+    case Task::kFigure:
+      return std::string("<image>\nParse the figure.");
+    case Task::kDescribe:
+      return std::string("<image>\nDescribe this image in detail.");
     case Task::kLocate:
       if (ref.empty()) return Status::Error("task locate needs the phrase to find (--ref TEXT)");
       return "<image>\nLocate <|ref|>" + std::string(ref) + "<|/ref|> in the image.";
@@ -43,7 +47,9 @@ struct Engine::Impl {
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
-const EngineOptions& Engine::options() const { return impl_->opt; }
+const EngineOptions& Engine::options() const {
+  return impl_->opt;
+}
 
 Expected<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
   auto impl = std::make_unique<Impl>();
@@ -77,10 +83,10 @@ Expected<PageOutput> Engine::run(const Image& image, std::string_view prompt_in,
     t0 = now;
   };
 
-  // The HF path strips the prompt; the text around the single <image> is tokenized as is.
-  std::string_view prompt = prompt_in;
-  while (!prompt.empty() && std::isspace(static_cast<unsigned char>(prompt.front()))) prompt.remove_prefix(1);
-  while (!prompt.empty() && std::isspace(static_cast<unsigned char>(prompt.back()))) prompt.remove_suffix(1);
+  // The HF path strips the prompt (Python str.strip()); the text around the single <image> is
+  // tokenized as is.
+  const std::string stripped = python_strip(prompt_in);
+  std::string_view prompt = stripped;
   const size_t at = prompt.find("<image>");
   if (at == std::string_view::npos || prompt.find("<image>", at + 1) != std::string_view::npos)
     return Status::Error("the prompt must contain exactly one <image> placeholder");
@@ -103,8 +109,10 @@ Expected<PageOutput> Engine::run(const Image& image, std::string_view prompt_in,
   out.image_tokens = static_cast<int>(pe.rows);
   const int64_t room = cfg.max_pos - static_cast<int64_t>(ids.size());
   if (room < 1)
-    return Status::Error(strfmt("the prompt takes %zu tokens, the whole %d-token context; use a "
-                                "smaller --mode or a shorter prompt", ids.size(), cfg.max_pos));
+    return Status::Error(
+        strfmt("the prompt takes %zu tokens, the whole %d-token context; use a "
+               "smaller --mode or a shorter prompt",
+               ids.size(), cfg.max_pos));
   const int max_new = static_cast<int>(std::min<int64_t>(impl_->opt.max_tokens, room));
 
   CpuDecoder dec(cfg, m.w.dec, static_cast<int64_t>(ids.size()) + max_new);
@@ -116,8 +124,8 @@ Expected<PageOutput> Engine::run(const Image& image, std::string_view prompt_in,
   GenerationConfig gc;
   gc.max_new_tokens = max_new;
   gc.eos_id = cfg.eos_id;
-  gc.ngram_mode = impl_->opt.ngram > 0 ? GenerationConfig::NGram::kHF
-                                       : GenerationConfig::NGram::kNone;
+  gc.ngram_mode =
+      impl_->opt.ngram > 0 ? GenerationConfig::NGram::kHF : GenerationConfig::NGram::kNone;
   gc.ngram = std::max(impl_->opt.ngram, 1);
   TokenStreamDecoder stream(*impl_->tok);
   auto on_token = [&](int32_t id) {
@@ -126,7 +134,8 @@ Expected<PageOutput> Engine::run(const Image& image, std::string_view prompt_in,
     out.raw_text += piece;
     return !on_text || piece.empty() || on_text(piece);
   };
-  DSOCR_ASSIGN_OR_RETURN(Generation gen, generate_cpu(m, dec, ids, std::move(logits), gc, 0, on_token));
+  DSOCR_ASSIGN_OR_RETURN(Generation gen,
+                         generate_cpu(m, dec, ids, std::move(logits), gc, 0, on_token));
   std::string tail = stream.flush();
   out.raw_text += tail;
   if (on_text && !tail.empty()) on_text(tail);
