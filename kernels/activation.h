@@ -26,3 +26,31 @@ void quick_gelu_ref(float* x,  // [n]
                     int64_t n);
 
 }  // namespace dsocr
+
+// =================================================================================================
+// CUDA launchers (kernels/activation.cu): elementwise, BF16 in/out, FP32 math (erff / expf),
+// one rounding at the store -- the official BF16 model rounds the Linear output to BF16, then the
+// activation's output to BF16, which is exactly this.
+// =================================================================================================
+#include <cuda_runtime_api.h>
+
+namespace dsocr {
+
+enum class Activation { kGeluErf, kQuickGelu };
+
+// x[r, c] = act(x[r, c]) in place for r < rows, c < cols.
+// PRECOND: cols % 8 == 0, ld % 8 == 0, x 16-byte aligned.
+cudaError_t activation_bf16(uint16_t* x,  // [rows, ld] BF16
+                            int64_t ld, int64_t rows, int64_t cols, Activation act,
+                            cudaStream_t stream);
+
+// out[r, c] = bf16(silu(gate[r, c]) · up[r, c]) (FP32 in between: silu(g) = g / (1 + exp(-g))).
+// out may equal gate or up (in place). PRECOND: cols % 8 == 0; lds % 8 == 0; 16-byte aligned.
+cudaError_t silu_mul_bf16(const uint16_t* gate,  // [rows, ldg] BF16
+                          int64_t ldg,
+                          const uint16_t* up,  // [rows, ldu] BF16
+                          int64_t ldu,
+                          uint16_t* out,  // [rows, ldo] BF16
+                          int64_t ldo, int64_t rows, int64_t cols, cudaStream_t stream);
+
+}  // namespace dsocr

@@ -53,3 +53,26 @@ void window_unpartition_ref(const float* windows,  // [n·nwh·nww, win, win, di
                             int64_t n, int64_t grid_h, int64_t grid_w, int64_t dim, int64_t win);
 
 }  // namespace dsocr
+
+// =================================================================================================
+// CUDA launcher (kernels/vision_attention.cu): the same attention, FlashAttention-style (tiled,
+// online softmax, the score matrix never materialised), BF16 in and out, FP32 scores, softmax and
+// accumulation, SAM's decomposed rel-pos bias added inside the kernel from q·R_h and q·R_w.
+// =================================================================================================
+#include <cuda_runtime_api.h>
+
+namespace dsocr {
+
+// out = vision_attention_ref(qkv, rel_pos_h, rel_pos_w) with BF16 storage: one rounding of each
+// output element. rel_pos tables as in the reference (resized to 2·grid−1 rows, FP32, on the
+// device; computed once per resolution by the caller) or both null (CLIP).
+// PRECOND: head_dim == 64; n_heads·head_dim % 8 == 0; with rel-pos n_tokens == grid_h·grid_w and
+// grid_h, grid_w <= 64; qkv, out 16-byte aligned; out does not alias qkv.
+cudaError_t vision_attention(const uint16_t* qkv,      // [n_seq, n_tokens, 3, n_heads, head_dim]
+                             const float* rel_pos_h,   // [2·grid_h − 1, head_dim] or null
+                             const float* rel_pos_w,   // [2·grid_w − 1, head_dim] or null
+                             uint16_t* out,            // [n_seq, n_tokens, n_heads·head_dim]
+                             int64_t n_seq, int64_t n_tokens, int64_t grid_h, int64_t grid_w,
+                             int n_heads, int head_dim, cudaStream_t stream);
+
+}  // namespace dsocr
