@@ -389,6 +389,16 @@ BENCHMARK(BM_MoeDecode)
     ->Unit(benchmark::kMicrosecond);
 
 // ---- Decode attention ----
+// The runtime's page size; benchmarks lay the cache out contiguously (page i = rows 32i..32i+31).
+constexpr int kPageSize = 32;
+struct IdentityPages : Dev {
+  explicit IdentityPages(int64_t max_tokens)
+      : Dev(static_cast<size_t>((max_tokens + kPageSize - 1) / kPageSize) * 4) {
+    std::vector<int32_t> t(bytes / 4);
+    for (size_t i = 0; i < t.size(); ++i) t[i] = static_cast<int32_t>(i);
+    cudaMemcpy(p, t.data(), bytes, cudaMemcpyHostToDevice);
+  }
+};
 // Args: kv_len, max_kv_len (the graph's bound).
 void BM_DecodeAttn(benchmark::State& state) {
   const int64_t kv = state.range(0), max_kv = state.range(1);
@@ -405,11 +415,15 @@ void BM_DecodeAttn(benchmark::State& state) {
   fill_bf16(k, 14), fill_bf16(v, 15), fill_bf16(q, 16);
   const int32_t p = static_cast<int32_t>(kv - 1);
   cudaMemcpy(pos.p, &p, 4, cudaMemcpyHostToDevice);
+  const IdentityPages table(max_kv);
   time_graph(state, std::max(16, C), 2.0 * kv * row * 2, [&](int i, cudaStream_t s) {
     const size_t off = static_cast<size_t>(i % C) * max_kv * row;
-    return decode_attention(q.as<uint16_t>(), k.as<uint16_t>() + off, v.as<uint16_t>() + off, row,
-                            pos.as<int32_t>(), out.as<uint16_t>(), ws.p, max_kv, kHeads, kHd,
-                            0.08838834764f, s);
+    PagedKv cache;
+    cache.k = k.as<uint16_t>() + off, cache.v = v.as<uint16_t>() + off;
+    cache.page_table = table.as<int32_t>(), cache.page_size = kPageSize;
+    cache.n_pages = (max_kv + kPageSize - 1) / kPageSize;
+    return decode_attention(q.as<uint16_t>(), cache, pos.as<int32_t>(), out.as<uint16_t>(), ws.p,
+                            max_kv, kHeads, kHd, 0.08838834764f, s);
   });
 }
 BENCHMARK(BM_DecodeAttn)
@@ -452,11 +466,15 @@ void BM_RopeAppend(benchmark::State& state) {
   std::vector<int32_t> hp(T);
   for (int t = 0; t < T; ++t) hp[t] = 900 + t;
   cudaMemcpy(pos.p, hp.data(), T * 4, cudaMemcpyHostToDevice);
+  const IdentityPages table(max_tokens);
   time_graph(state, 32, T * row * 2.0 * 6, [&](int, cudaStream_t s) {
     const uint16_t* b = qkv.as<uint16_t>();
+    PagedKv cache;
+    cache.k = kc.as<uint16_t>(), cache.v = vc.as<uint16_t>();
+    cache.page_table = table.as<int32_t>(), cache.page_size = kPageSize;
+    cache.n_pages = max_tokens / kPageSize;
     return rope_qk_append_kv(b, b + row, b + 2 * row, 3 * row, pos.as<int32_t>(), qo.as<uint16_t>(),
-                             row, kc.as<uint16_t>(), vc.as<uint16_t>(), max_tokens, T, 10, 128,
-                             10000.f, s);
+                             row, cache, max_tokens, T, 10, 128, 10000.f, s);
   });
 }
 BENCHMARK(BM_RopeAppend)

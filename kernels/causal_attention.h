@@ -48,6 +48,8 @@ void causal_attention_ref(const float* q,        // [T, n_heads, head_dim]
 
 #include <cstddef>
 
+#include "kernels/kv_pages.h"
+
 namespace dsocr {
 
 constexpr int kDecodeAttnTile = 64;        // keys per tile (one pass of loads)
@@ -56,16 +58,14 @@ constexpr int kDecodeAttnMaxSplits = 128;  // split blocks per head (1280 blocks
 // Bytes of the partial-result workspace for contexts up to max_kv_len.
 size_t decode_attention_workspace_bytes(int n_heads, int head_dim, int64_t max_kv_len);
 
-// out[h] = softmax_j(scale · q[h] · k_cache[j, h]) · v_cache[j, h] over j = 0 .. *pos, FP32
-// scores/softmax/accumulation, output rounded to BF16 (the official attention output dtype).
+// out[h] = softmax_j(scale · q[h] · K[j, h]) · V[j, h] over j = 0 .. *pos, K/V rows read through
+// the page table (kernels/kv_pages.h), FP32 scores/softmax/accumulation, output rounded to BF16
+// (the official attention output dtype).
 // PRECOND: head_dim == 128; 0 <= *pos < max_kv_len (a larger *pos is clamped: keys from
-// max_kv_len on are ignored); cache rows
-// 0 .. *pos written (rope_qk_append_kv first); ld_kv % 8 == 0, ld_kv >= n_heads · head_dim; all
-// pointers 16-byte aligned; workspace holds decode_attention_workspace_bytes(...).
-cudaError_t decode_attention(const uint16_t* q,        // [n_heads, head_dim] BF16, RoPE applied
-                             const uint16_t* k_cache,  // [>= *pos + 1, ld_kv] BF16
-                             const uint16_t* v_cache,  // [>= *pos + 1, ld_kv] BF16
-                             int64_t ld_kv,       // elements between tokens (n_heads·head_dim)
+// max_kv_len on are ignored); rows 0 .. *pos written (rope_qk_append_kv first); page_size a power
+// of two; all pointers 16-byte aligned; workspace holds decode_attention_workspace_bytes(...).
+cudaError_t decode_attention(const uint16_t* q,   // [n_heads, head_dim] BF16, RoPE applied
+                             const PagedKv& kv,   // one layer's pages + the sequence's table
                              const int32_t* pos,  // [1] device: the new token's position
                              uint16_t* out,       // [n_heads, head_dim] BF16
                              void* workspace, int64_t max_kv_len, int n_heads, int head_dim,

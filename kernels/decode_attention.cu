@@ -53,9 +53,8 @@ __device__ __forceinline__ Plan plan(const int32_t* pos, int64_t max_kv_len, int
 template <int HD, int C>
 __global__ void __launch_bounds__(kThreads)
     decode_attn_split_kernel(const uint16_t* __restrict__ q,   // [n_heads, HD]
-                             const uint16_t* __restrict__ kc,  // [kv_len, ld_kv]
-                             const uint16_t* __restrict__ vc,  // [kv_len, ld_kv]
-                             int64_t ld_kv, const int32_t* __restrict__ pos, int64_t max_kv_len,
+                             PagedKv kv,  // rows [n_heads * HD] through the page table
+                             const int32_t* __restrict__ pos, int64_t max_kv_len,
                              float* __restrict__ o_part,   // [n_heads, max_splits, HD]
                              float* __restrict__ ml_part,  // [n_heads, max_splits, 2]
                              int max_splits, float scale, int zero) {
@@ -77,33 +76,35 @@ __global__ void __launch_bounds__(kThreads)
 
   float qf[8];
   cuda::unpack8(cuda::ld_cached(q + h * HD + d0), qf);
-  const uint16_t* kh = kc + static_cast<int64_t>(h) * HD + d0;
-  const uint16_t* vh = vc + static_cast<int64_t>(h) * HD + d0;
+  const int64_t row = static_cast<int64_t>(gridDim.y) * HD;
+  const uint16_t* kh = kv.k + static_cast<int64_t>(h) * HD + d0;
+  const uint16_t* vh = kv.v + static_cast<int64_t>(h) * HD + d0;
   float m_run = -INFINITY, l_run = 0.f;
   float acc[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
   for (int64_t tile = t_begin; tile < t_end; ++tile) {
     const int64_t base = tile * C;
     const int n = pl.kv_len - base < C ? static_cast<int>(pl.kv_len - base) : C;
     float* sc = s_score[tile & 1];
-    uint4 kv[IT], vv[IT];
+    uint4 kr[IT], vv[IT];
 #pragma unroll
     for (int it = 0; it < IT; ++it) {
       const int i = min(g + G * it, n - 1);  // clamped: a valid row, result masked below
-      kv[it] = cuda::ld_stream(kh + (base + i) * ld_kv);
-      vv[it] = cuda::ld_stream(vh + (base + i) * ld_kv);
+      const int64_t r = kv_row(kv, base + i) * row;
+      kr[it] = cuda::ld_stream(kh + r);
+      vv[it] = cuda::ld_stream(vh + r);
     }
     // `zero` is 0 at run time, unknown to the compiler: making the first score store depend on
     // every loaded vector keeps ptxas from sinking loads next to their uses (it did, measured:
     // one latency per key instead of one per tile).
     uint32_t dep = 0;
 #pragma unroll
-    for (int it = 0; it < IT; ++it) dep ^= kv[it].x ^ vv[it].x;
+    for (int it = 0; it < IT; ++it) dep ^= kr[it].x ^ vv[it].x;
     const int off = static_cast<int>(dep) & zero;
 #pragma unroll
     for (int it = 0; it < IT; ++it) {
       const int i = g + G * it;
       float kf[8], d = 0.f;
-      cuda::unpack8(kv[it], kf);
+      cuda::unpack8(kr[it], kf);
 #pragma unroll
       for (int e = 0; e < 8; ++e) d = fmaf(qf[e], kf[e], d);
 #pragma unroll
@@ -203,19 +204,19 @@ size_t decode_attention_workspace_bytes(int n_heads, int head_dim, int64_t max_k
   return (parts * head_dim + parts * 2) * sizeof(float);
 }
 
-cudaError_t decode_attention(const uint16_t* q, const uint16_t* k_cache, const uint16_t* v_cache,
-                             int64_t ld_kv, const int32_t* pos, uint16_t* out, void* workspace,
+cudaError_t decode_attention(const uint16_t* q, const PagedKv& kv, const int32_t* pos,
+                             uint16_t* out, void* workspace,
                              int64_t max_kv_len, int n_heads, int head_dim, float scale,
                              cudaStream_t stream) {
   if (head_dim != kHeadDim || n_heads < 1 || n_heads > 65535 || max_kv_len < 1 ||
-      ld_kv < static_cast<int64_t>(n_heads) * head_dim || ld_kv % 8 || !pos || !aligned16(q) ||
-      !aligned16(k_cache) || !aligned16(v_cache) || !out || !aligned16(workspace))
+      !pos || !aligned16(q) || !aligned16(kv.k) || !aligned16(kv.v) || !kv.page_table ||
+      kv.page_size < 1 || (kv.page_size & (kv.page_size - 1)) || !out || !aligned16(workspace))
     return cudaErrorInvalidValue;
   const int max_splits = splits_for(max_kv_len);
   auto* o_part = static_cast<float*>(workspace);
   float* ml_part = o_part + static_cast<size_t>(n_heads) * max_splits * head_dim;
   decode_attn_split_kernel<kHeadDim, kC><<<dim3(max_splits, n_heads), kThreads, 0, stream>>>(
-      q, k_cache, v_cache, ld_kv, pos, max_kv_len, o_part, ml_part, max_splits, scale, 0);
+      q, kv, pos, max_kv_len, o_part, ml_part, max_splits, scale, 0);
   cudaError_t e = cudaGetLastError();
   if (e != cudaSuccess) return e;
   decode_attn_combine_kernel<kHeadDim><<<n_heads, kCombineGroups * kHeadDim, 0, stream>>>(

@@ -29,8 +29,8 @@ __global__ void __launch_bounds__(kThreads)
     rope_qk_append_kv_kernel(const uint16_t* q, const uint16_t* __restrict__ k,
                              const uint16_t* __restrict__ v, int64_t ld_in,
                              const int32_t* __restrict__ pos, uint16_t* q_out, int64_t ld_q_out,
-                             uint16_t* __restrict__ k_cache, uint16_t* __restrict__ v_cache,
-                             int64_t max_tokens, int n_heads, int head_dim, InvFreq inv) {
+                             PagedKv kv, int64_t max_tokens, int n_heads, int head_dim,
+                             InvFreq inv) {
   const int t = blockIdx.x;
   const int p = pos[t];
   const bool cache_ok = p >= 0 && p < max_tokens;
@@ -38,6 +38,8 @@ __global__ void __launch_bounds__(kThreads)
   const int n_rope = n_heads * per_head, n_v = n_heads * head_dim / 8;
   const int64_t row = static_cast<int64_t>(n_heads) * head_dim;
   const float pf = static_cast<float>(p);
+  uint16_t* k_row = cache_ok ? kv.k + kv_row(kv, p) * row : nullptr;
+  uint16_t* v_row = cache_ok ? kv.v + kv_row(kv, p) * row : nullptr;
   for (int u = threadIdx.x; u < n_rope + n_v; u += kThreads) {
     if (u < n_rope) {
       const int h = u / per_head, j0 = (u % per_head) * 8;
@@ -55,11 +57,11 @@ __global__ void __launch_bounds__(kThreads)
       cuda::unpack8(*reinterpret_cast<const uint4*>(k + t * ld_in + o0), a0);
       cuda::unpack8(*reinterpret_cast<const uint4*>(k + t * ld_in + o1), a1);
       rotate8(a0, a1, c, s, b0, b1);
-      *reinterpret_cast<uint4*>(k_cache + p * row + o0) = cuda::pack8(b0);
-      *reinterpret_cast<uint4*>(k_cache + p * row + o1) = cuda::pack8(b1);
+      *reinterpret_cast<uint4*>(k_row + o0) = cuda::pack8(b0);
+      *reinterpret_cast<uint4*>(k_row + o1) = cuda::pack8(b1);
     } else if (cache_ok) {
       const int64_t o = static_cast<int64_t>(u - n_rope) * 8;
-      *reinterpret_cast<uint4*>(v_cache + p * row + o) =
+      *reinterpret_cast<uint4*>(v_row + o) =
           *reinterpret_cast<const uint4*>(v + t * ld_in + o);
     }
   }
@@ -73,18 +75,18 @@ bool aligned16(const void* p) {
 
 cudaError_t rope_qk_append_kv(const uint16_t* q, const uint16_t* k, const uint16_t* v,
                               int64_t ld_in, const int32_t* pos, uint16_t* q_out, int64_t ld_q_out,
-                              uint16_t* k_cache, uint16_t* v_cache, int64_t max_tokens, int T,
+                              const PagedKv& kv, int64_t max_tokens, int T,
                               int n_heads, int head_dim, float theta, cudaStream_t stream) {
   const int64_t row = static_cast<int64_t>(n_heads) * head_dim;
   if (T < 1 || n_heads < 1 || head_dim < 16 || head_dim % 16 || head_dim > 2 * kMaxHalf ||
       ld_in < row || ld_in % 8 || ld_q_out < row || ld_q_out % 8 || !pos || !aligned16(q) ||
-      !aligned16(k) || !aligned16(v) || !aligned16(q_out) || !aligned16(k_cache) ||
-      !aligned16(v_cache))
+      !aligned16(k) || !aligned16(v) || !aligned16(q_out) || !aligned16(kv.k) ||
+      !aligned16(kv.v) || !kv.page_table || kv.page_size < 1 || (kv.page_size & (kv.page_size - 1)))
     return cudaErrorInvalidValue;
   InvFreq inv{};
   rope_inv_freq_ref(inv.v, head_dim, theta);
   rope_qk_append_kv_kernel<<<T, kThreads, 0, stream>>>(
-      q, k, v, ld_in, pos, q_out, ld_q_out, k_cache, v_cache, max_tokens, n_heads, head_dim, inv);
+      q, k, v, ld_in, pos, q_out, ld_q_out, kv, max_tokens, n_heads, head_dim, inv);
   return cudaGetLastError();
 }
 

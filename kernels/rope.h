@@ -40,16 +40,20 @@ void rope_ref(float* x,            // [T, n_heads, head_dim], rotated in place
 // =================================================================================================
 #include <cuda_runtime_api.h>
 
+#include "kernels/kv_pages.h"
+
 namespace dsocr {
 
 // RoPE on q and k of T tokens (rotate-half, as rope_ref; cos/sin of float32(pos)·inv_freq[j] in
-// FP32 on the fly, inv_freq from rope_inv_freq_ref), output rounded to BF16, plus the K/V append:
-//   q_out[t] = rope(q[t], pos[t]);  k_cache[pos[t]] = rope(k[t], pos[t]);  v_cache[pos[t]] = v[t].
-// q, k, v are rows of the fused QKV GEMV output (ld_in elements between tokens; e.g. q = qkv,
+// FP32 on the fly, inv_freq from rope_inv_freq_ref), output rounded to BF16, plus the K/V append
+// into the paged cache (kernels/kv_pages.h):
+//   q_out[t] = rope(q[t], pos[t]);  K[pos[t]] = rope(k[t], pos[t]);  V[pos[t]] = v[t].
+// q, k, v are rows of the fused QKV projection (ld_in elements between tokens; e.g. q = qkv,
 // k = qkv + 1280, v = qkv + 2560, ld_in = 3840). pos is read on the device (graph-capturable).
-// A token whose pos is outside [0, max_tokens) gets q_out but no cache write.
+// A token whose pos is outside [0, max_tokens) gets q_out but no cache write (max_tokens = the
+// sequence's capacity: its page-table length × page_size).
 // PRECOND: head_dim % 16 == 0, head_dim <= 256; ld_in, ld_q_out % 8 == 0; all pointers 16-byte
-// aligned; q_out may equal q (in place), otherwise no overlaps.
+// aligned; q_out may equal q (in place), otherwise no overlaps; page_size a power of two.
 cudaError_t rope_qk_append_kv(const uint16_t* q,  // [T, ld_in] BF16, n_heads·head_dim used
                               const uint16_t* k,  // [T, ld_in] BF16
                               const uint16_t* v,  // [T, ld_in] BF16
@@ -57,8 +61,7 @@ cudaError_t rope_qk_append_kv(const uint16_t* q,  // [T, ld_in] BF16, n_heads·h
                               const int32_t* pos,  // [T] device
                               uint16_t* q_out,     // [T, ld_q_out] BF16
                               int64_t ld_q_out,
-                              uint16_t* k_cache,  // [max_tokens, n_heads, head_dim] BF16
-                              uint16_t* v_cache,  // [max_tokens, n_heads, head_dim] BF16
+                              const PagedKv& kv,  // one layer's pages + the sequence's table
                               int64_t max_tokens, int T, int n_heads, int head_dim, float theta,
                               cudaStream_t stream);
 

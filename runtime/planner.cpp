@@ -1,5 +1,8 @@
 #include "runtime/planner.h"
 
+#include "runtime/decoder_gpu.h"
+#include "runtime/kv_cache.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -163,29 +166,20 @@ uint64_t vision_workspace_bytes(const ModelConfig& cfg, Mode mode) {
   return worst;
 }
 
-// Decoder activations for a prefill of max_batch prompts of `prompt_tokens` rows each
-// (decode steps use a subset of the same buffers). BF16 elements per row:
-//   residual, hidden, normed, attn-out 4 x 1280; q,k,v 3 x 1280
-//   MLP, the larger of  dense layer 0: gate, up, act 3 x 6848 = 20544
-//                       MoE: top_k x (1280 permuted in + 3 x 896 + 1280 out) + shared 3 x 1792
-//                            = 6 x 5248 + 5376 = 36864
-//   router: FP32 logits + probs 2 x 64 x 4 B, top-k ids + weights 6 x 8 B
-// = (7 x 1280 + 36864) x 2 B + 560 B = 92 KB per row; Gundam (1328 rows) 122 MB.
-// Plus the FP32 logits of the last position of every sequence: max_batch x vocab x 4 B.
+// Decoder activations: the GPU decoder's own carving of its region (runtime/decoder_gpu.cpp) for
+// a prefill of max_batch x prompt_tokens rows (residual, normed, q|k|v, attention, FP32 sublayer
+// output, dense gate|up, MoE scratch, router outputs; ~48 KB + MoE scratch per row) plus the
+// row-independent buffers: FP32 logits, decode-attention partials for 8192 keys, argmax scratch,
+// cuBLASLt's 32 MiB workspace. Gundam (1,128 rows) ~90 MB.
 uint64_t decoder_activation_bytes(const ModelConfig& cfg, int prompt_tokens, int max_batch) {
-  const uint64_t rows = static_cast<uint64_t>(prompt_tokens) * max_batch;
-  const uint64_t moe = static_cast<uint64_t>(cfg.top_k) * (2 * cfg.dim + 3 * cfg.moe_inter) +
-                       3ull * cfg.shared_inter();
-  const uint64_t mlp = std::max<uint64_t>(3ull * cfg.dense_inter, moe);
-  const uint64_t per_row = (7ull * cfg.dim + mlp) * 2 + 2ull * cfg.n_experts * 4 + cfg.top_k * 8;
-  return rows * per_row + static_cast<uint64_t>(max_batch) * cfg.vocab * 4;
+  return GpuDecoder::workspace_bytes(cfg, static_cast<int64_t>(prompt_tokens) * max_batch) +
+         static_cast<uint64_t>(max_batch - 1) * cfg.vocab * 4;
 }
 
-// Per sequence: token history (int32 x max_pos), banned-token mask (1 B x vocab), n-gram table
-// (2 x max_pos slots of 8 B key + 4 B next token) = 32 KB + 129 KB + 197 KB = 358 KB.
+// Per sequence (runtime/decoder_gpu.cpp): token history and banned-id list (int32 x max_pos
+// each), page table, decode state = 2 x 32 KB + 1 KB.
 uint64_t sampling_state_bytes(const ModelConfig& cfg, int max_batch) {
-  const uint64_t per_seq = 4ull * cfg.max_pos + cfg.vocab + 2ull * cfg.max_pos * 12;
-  return per_seq * max_batch;
+  return GpuDecoder::sampling_bytes(cfg) * static_cast<uint64_t>(max_batch);
 }
 
 const Region* MemoryPlan::find_region(std::string_view name) const {
@@ -240,7 +234,9 @@ Expected<MemoryPlan> plan_memory(const ModelConfig& cfg, const std::vector<Weigh
         strfmt("max new tokens %d: must be 1..%d with mode %s (%d positions minus "
                "a prompt of up to %d tokens)",
                p.max_new_tokens, room, mode_spec(opt.mode).name, cfg.max_pos, p.prompt_tokens));
-  const int per_seq = std::min(cfg.max_pos, p.prompt_tokens + p.max_new_tokens);
+  // Whole KV pages per sequence (runtime/kv_cache.h).
+  const int per_seq = (std::min(cfg.max_pos, p.prompt_tokens + p.max_new_tokens) + kKvPageSize -
+                       1) / kKvPageSize * kKvPageSize;
   const int64_t kv_max = static_cast<int64_t>(cfg.max_pos) * p.max_batch;
   p.kv_tokens = opt.kv_tokens == 0 ? per_seq * p.max_batch : opt.kv_tokens;
   if (p.kv_tokens < p.prompt_tokens + 1 || p.kv_tokens > kv_max)

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -15,7 +16,11 @@
 
 namespace dsocr::golden {
 
-inline std::string dir() { return DSOCR_GOLDEN_DIR; }
+// ../shared/golden, or $DSOCR_GOLDEN_DIR (the GPU machine gets a copy of the cases elsewhere).
+inline std::string dir() {
+  const char* e = std::getenv("DSOCR_GOLDEN_DIR");
+  return e && *e ? e : DSOCR_GOLDEN_DIR;
+}
 inline std::string case_path(const std::string& name) {
   return dir() + "/cases/" + name + ".safetensors";
 }

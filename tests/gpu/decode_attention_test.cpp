@@ -76,19 +76,46 @@ void check(const std::string& name, const Inputs& in, int64_t kv_len, int64_t ld
   EXPECT_LT(rel_err(kern, to_f64(o)), 1e-2) << name;
 }
 
-// The cache holds max_kv_len rows; rows >= kv_len are poison (NaN): reading one fails the test.
-void run_case(int64_t kv_len, int64_t max_kv_len, int64_t ld, float q_range, uint64_t seed) {
+// A paged pool for max_kv_len rows (shuffled pages, spare pages) holding rows 0..n-1 of a host
+// [n, ld] array; every other pool row is poison (NaN): reading one fails the test.
+struct PagedCache {
+  TestPages pages;
+  DevBuf<uint16_t> k, v;
+  DevBuf<int32_t> table;
+  PagedCache(const Inputs& in, int64_t n, int64_t ld, int64_t max_kv_len, int page_size,
+             uint64_t seed)
+      : pages(max_kv_len, page_size, seed),
+        k(pages.rows() * kRow),
+        v(pages.rows() * kRow),
+        table(pages.table) {
+    std::vector<uint16_t> hk = k.download(), hv = v.download();
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t i = 0; i < kRow; ++i)
+        hk[pages.row_of(j) * kRow + i] = in.k[j * ld + i],
+                                  hv[pages.row_of(j) * kRow + i] = in.v[j * ld + i];
+    k.upload(hk), v.upload(hv);
+  }
+  PagedKv kv() const {
+    PagedKv p;
+    p.k = k.get(), p.v = v.get(), p.page_table = table.get();
+    p.page_size = pages.page_size, p.n_pages = pages.n_pages;
+    return p;
+  }
+};
+
+void run_case(int64_t kv_len, int64_t max_kv_len, int64_t ld, float q_range, uint64_t seed,
+              int page_size = 16) {
   const Inputs in = make_inputs(kv_len, ld, q_range, seed);
-  DevBuf<uint16_t> dq(in.q), dk(max_kv_len * ld), dv(max_kv_len * ld), dout(kRow);
-  dk.upload(in.k), dv.upload(in.v);
+  const PagedCache cache(in, kv_len, ld, max_kv_len, page_size, seed + 1000);
+  DevBuf<uint16_t> dq(in.q), dout(kRow);
   DevBuf<int32_t> dpos(std::vector<int32_t>{static_cast<int32_t>(kv_len - 1)});
   DevBuf<uint8_t> ws(decode_attention_workspace_bytes(kHeads, kHd, max_kv_len));
-  LAUNCH_OK(decode_attention(dq.get(), dk.get(), dv.get(), ld, dpos.get(), dout.get(), ws.get(),
-                             max_kv_len, kHeads, kHd, 1.f / std::sqrt(128.f), nullptr));
-  char name[96];
-  std::snprintf(name, sizeof name, "kv_len=%lld max=%lld ld=%lld q_range=%g",
+  LAUNCH_OK(decode_attention(dq.get(), cache.kv(), dpos.get(), dout.get(), ws.get(), max_kv_len,
+                             kHeads, kHd, 1.f / std::sqrt(128.f), nullptr));
+  char name[112];
+  std::snprintf(name, sizeof name, "kv_len=%lld max=%lld ld=%lld q_range=%g page=%d",
                 static_cast<long long>(kv_len), static_cast<long long>(max_kv_len),
-                static_cast<long long>(ld), q_range);
+                static_cast<long long>(ld), q_range, page_size);
   check(name, in, kv_len, ld, dout.download());
 }
 
@@ -99,8 +126,9 @@ TEST(DecodeAttention, ContextLengths) {
     run_case(kv, kv, kRow, 1.f, ++seed);    // tight bound
     run_case(kv, 8192, kRow, 4.f, ++seed);  // the graph's bound, peaky softmax
   }
-  run_case(63, 65, kRow + 8, 2.f, ++seed);  // padded rows, split boundary
-  run_case(65, 128, kRow, 8.f, ++seed);
+  run_case(63, 65, kRow + 8, 2.f, ++seed, 32);  // split boundary, ragged last page
+  run_case(65, 128, kRow, 8.f, ++seed, 64);
+  run_case(300, 1000, kRow, 3.f, ++seed, 32);
 }
 
 // Past 128 tiles (8192 keys) a split runs the online softmax over several tiles.
@@ -118,7 +146,8 @@ TEST(DecodeAttention, GraphReplayFollowsDevicePosition) {
   DSOCR_SKIP_WITHOUT_GPU();
   const int64_t max_kv = 8192;
   const Inputs in = make_inputs(max_kv, kRow, 3.f, 77);
-  DevBuf<uint16_t> dq(in.q), dk(in.k), dv(in.v), dout(kRow);
+  const PagedCache cache(in, max_kv, kRow, max_kv, 32, 78);
+  DevBuf<uint16_t> dq(in.q), dout(kRow);
   DevBuf<int32_t> dpos(1);
   DevBuf<uint8_t> ws(decode_attention_workspace_bytes(kHeads, kHd, max_kv));
   cudaStream_t st;
@@ -126,8 +155,8 @@ TEST(DecodeAttention, GraphReplayFollowsDevicePosition) {
   cudaGraph_t g;
   cudaGraphExec_t ge;
   ASSERT_EQ(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal), cudaSuccess);
-  ASSERT_EQ(decode_attention(dq.get(), dk.get(), dv.get(), kRow, dpos.get(), dout.get(), ws.get(),
-                             max_kv, kHeads, kHd, 1.f / std::sqrt(128.f), st),
+  ASSERT_EQ(decode_attention(dq.get(), cache.kv(), dpos.get(), dout.get(), ws.get(), max_kv,
+                             kHeads, kHd, 1.f / std::sqrt(128.f), st),
             cudaSuccess);
   ASSERT_EQ(cudaStreamEndCapture(st, &g), cudaSuccess);
   ASSERT_EQ(cudaGraphInstantiate(&ge, g, 0), cudaSuccess);
@@ -150,13 +179,21 @@ TEST(DecodeAttention, Rejects) {
   DSOCR_SKIP_WITHOUT_GPU();
   DevBuf<uint16_t> b(kRow);
   DevBuf<int32_t> p(1);
+  DevBuf<int32_t> table(std::vector<int32_t>{0, 1, 2, 3});
   DevBuf<uint8_t> ws(decode_attention_workspace_bytes(kHeads, kHd, 64));
-  EXPECT_EQ(decode_attention(b.get(), b.get(), b.get(), kRow, p.get(), b.get(), ws.get(), 64,
-                             kHeads, 64, 0.125f, nullptr),
-            cudaErrorInvalidValue);
-  EXPECT_EQ(decode_attention(b.get(), b.get(), b.get(), kRow - 8, p.get(), b.get(), ws.get(), 64,
-                             kHeads, kHd, 0.125f, nullptr),
-            cudaErrorInvalidValue);
+  PagedKv kv;
+  kv.k = kv.v = b.get(), kv.page_table = table.get(), kv.page_size = 16, kv.n_pages = 4;
+  EXPECT_EQ(decode_attention(b.get(), kv, p.get(), b.get(), ws.get(), 64, kHeads, 64, 0.125f,
+                             nullptr),
+            cudaErrorInvalidValue);  // head_dim 64
+  kv.page_size = 24;
+  EXPECT_EQ(decode_attention(b.get(), kv, p.get(), b.get(), ws.get(), 64, kHeads, kHd, 0.125f,
+                             nullptr),
+            cudaErrorInvalidValue);  // page size not a power of two
+  kv.page_size = 16, kv.page_table = nullptr;
+  EXPECT_EQ(decode_attention(b.get(), kv, p.get(), b.get(), ws.get(), 64, kHeads, kHd, 0.125f,
+                             nullptr),
+            cudaErrorInvalidValue);  // no table
 }
 
 }  // namespace

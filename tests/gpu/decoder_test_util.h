@@ -103,3 +103,29 @@ inline std::vector<double> bf16_to_f64(const std::vector<uint16_t>& v) {
 }
 
 }  // namespace dsocr::test
+
+namespace dsocr::test {
+
+// A paged KV layout for kernel tests: `capacity` token rows of one sequence spread over pages of
+// page_size rows, the pages in a shuffled order inside a pool with `spare` extra pages (never
+// used, so a kernel that ignores the table reads or writes the wrong rows).
+struct TestPages {
+  int page_size = 16;
+  std::vector<int32_t> table;  // [ceil(capacity / page_size)]
+  int64_t n_pages = 0;
+  TestPages(int64_t capacity, int page_size_, uint64_t seed, int spare = 3)
+      : page_size(page_size_) {
+    const int64_t used = (capacity + page_size - 1) / page_size;
+    n_pages = used + spare;
+    std::vector<int32_t> all(n_pages);
+    for (int64_t i = 0; i < n_pages; ++i) all[i] = static_cast<int32_t>(i);
+    Rng rng(seed);
+    for (int64_t i = n_pages - 1; i > 0; --i)
+      std::swap(all[i], all[static_cast<int64_t>(rng.next() % static_cast<uint64_t>(i + 1))]);
+    table.assign(all.begin(), all.begin() + used);
+  }
+  int64_t rows() const { return n_pages * page_size; }
+  int64_t row_of(int64_t pos) const { return int64_t{table[pos / page_size]} * page_size + pos % page_size; }
+};
+
+}  // namespace dsocr::test

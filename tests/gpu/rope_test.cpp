@@ -15,17 +15,21 @@ constexpr float kTheta = 10000.f;
 
 // pos: token positions (a position outside [0, max_tokens) must not be written to the cache).
 void run_case(const std::vector<int32_t>& pos, int n_heads, int head_dim, int64_t max_tokens,
-              bool in_place, uint64_t seed) {
+              bool in_place, uint64_t seed, int page_size = 16) {
   Rng rng(seed);
   const int T = static_cast<int>(pos.size());
   const int64_t row = static_cast<int64_t>(n_heads) * head_dim, ld_in = 3 * row + 8;
   std::vector<uint16_t> qkv = random_bf16(rng, T * ld_in, -2.f, 2.f);
-  DevBuf<uint16_t> dqkv(qkv), dq(T * row), dk(max_tokens * row), dv(max_tokens * row);
-  DevBuf<int32_t> dpos(pos);
+  const TestPages pages(max_tokens, page_size, seed + 100);
+  DevBuf<uint16_t> dqkv(qkv), dq(T * row), dk(pages.rows() * row), dv(pages.rows() * row);
+  DevBuf<int32_t> dpos(pos), dtable(pages.table);
+  PagedKv kv;
+  kv.k = dk.get(), kv.v = dv.get(), kv.page_table = dtable.get();
+  kv.page_size = page_size, kv.n_pages = pages.n_pages;
   uint16_t* q_out = in_place ? dqkv.get() : dq.get();
   const int64_t ld_q = in_place ? ld_in : row;
   LAUNCH_OK(rope_qk_append_kv(dqkv.get(), dqkv.get() + row, dqkv.get() + 2 * row, ld_in, dpos.get(),
-                              q_out, ld_q, dk.get(), dv.get(), max_tokens, T, n_heads, head_dim,
+                              q_out, ld_q, kv, max_tokens, T, n_heads, head_dim,
                               kTheta, nullptr));
   const std::vector<uint16_t> qo = in_place ? dqkv.download() : dq.download();
   const std::vector<uint16_t> kc = dk.download(), vc = dv.download();
@@ -40,7 +44,7 @@ void run_case(const std::vector<int32_t>& pos, int n_heads, int head_dim, int64_
     for (int which = 0; which < 2; ++which) {  // 0 = q, 1 = k
       if (which == 1 && !cached) continue;
       const uint16_t* src = qkv.data() + t * ld_in + which * row;
-      const uint16_t* out = which == 0 ? qo.data() + t * ld_q : kc.data() + pos[t] * row;
+      const uint16_t* out = which == 0 ? qo.data() + t * ld_q : kc.data() + pages.row_of(pos[t]) * row;
       for (int h = 0; h < n_heads; ++h)
         for (int j = 0; j < half; ++j) {
           // The angle is float32(pos) · inv_freq[j] in float32 (the model's definition).
@@ -65,15 +69,17 @@ void run_case(const std::vector<int32_t>& pos, int n_heads, int head_dim, int64_
                 static_cast<long long>(max_tokens), in_place ? " in-place" : "");
   expect_2x_naive(name, kern, naive, ref64);
 
-  // V rows copied bit for bit; every cache row no token maps to still poison.
-  std::vector<bool> used(max_tokens, false);
+  // V rows copied bit for bit to the row the page table names; every other pool row (spare
+  // pages included) still poison.
+  std::vector<bool> used(pages.rows(), false);
   for (int t = 0; t < T; ++t)
     if (pos[t] >= 0 && pos[t] < max_tokens) {
-      used[pos[t]] = true;
+      const int64_t r = pages.row_of(pos[t]);
+      used[r] = true;
       for (int64_t i = 0; i < row; ++i)
-        ASSERT_EQ(vc[pos[t] * row + i], qkv[t * ld_in + 2 * row + i]) << name << " v t=" << t;
+        ASSERT_EQ(vc[r * row + i], qkv[t * ld_in + 2 * row + i]) << name << " v t=" << t;
     }
-  for (int64_t p = 0; p < max_tokens; ++p)
+  for (int64_t p = 0; p < pages.rows(); ++p)
     if (!used[p])
       for (int64_t i = 0; i < row; ++i) {
         ASSERT_EQ(kc[p * row + i], 0x7fc0) << name << " k row " << p;
@@ -100,7 +106,8 @@ TEST(Rope, DecodeAndPrefillPositions) {
   run_case({100000, 7}, 10, 128, 8, false, 6);  // 100000 beyond the cache: q only
   run_case({-1, 2}, 3, 64, 4, false, 7);
   run_case({30, 0, 12}, 1, 16, 31, false, 8);
-  run_case({65535, 123456}, 2, 256, 70000, false, 9);
+  run_case({65535, 123456}, 2, 256, 70000, false, 9, 64);
+  run_case({31, 32, 33, 0, 63}, 10, 128, 64, false, 10, 32);
 }
 
 }  // namespace

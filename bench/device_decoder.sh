@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One device call for the GPU decoder: kernel tests, the decoder golden test on every case, and
+# compute-sanitizer over the kernel tests. Inputs (carried, see bench/build_decoder_carry.sh):
+#   DIR/bin: gpu_*_test, golden_decoder_gpu_test, dsocr-synth     DIR/golden: slimmed cases
+#   bash bench/device_decoder.sh .dc-dec
+set -u
+D=${1:-.dc-dec}
+OUT=${OUT:-$PWD/out}
+mkdir -p "$OUT"
+LOG=$OUT/decoder.log
+: >"$LOG"
+say() { echo "$*" | tee -a "$LOG"; }
+run() {  # run NAME TIMEOUT CMD...
+  local name=$1 limit=$2; shift 2
+  echo "=== $name: $*" >>"$LOG"
+  local t0=$(date +%s%N)
+  timeout "$limit" "$@" >>"$LOG" 2>&1
+  local rc=$?
+  say "$(printf '%-36s rc=%-3s %8.1fs  ' "$name" "$rc" "$(( ($(date +%s%N) - t0) / 1000000 ))e-3")$(sed -n "/^=== $name:/,\$p" "$LOG" | grep -hE '^\[  (PASSED|FAILED)  \]|ERROR SUMMARY' | tail -1)"
+}
+say "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
+[ -d "$D/lib" ] && export LD_LIBRARY_PATH="$PWD/$D/lib:${LD_LIBRARY_PATH:-}"
+for t in "$D"/bin/gpu_*_test; do run "$(basename "$t")" 300 "$t"; done
+run synth 300 "$D/bin/dsocr-synth" --seed 1 --out /tmp/synth1 --force
+DSOCR_SYNTH1_DIR=/tmp/synth1 DSOCR_GOLDEN_DIR=$PWD/$D/golden run golden_decoder_gpu_test 400 \
+  "$D/bin/golden_decoder_gpu_test"
+grep -E "^\s+\[" "$LOG" | grep -E "golden|rel-L2|free-running|prefill of|teacher" > "$OUT/golden_summary.txt" || true
+for t in gpu_gemm_test gpu_ngram_test gpu_rope_test; do
+  [ -x "$D/bin/$t" ] && run "memcheck_$t" 300 compute-sanitizer --tool memcheck --error-exitcode 9 "$D/bin/$t"
+done
+[ -x "$D/bin/gpu_ngram_test" ] && run racecheck_ngram 300 compute-sanitizer --tool racecheck --error-exitcode 9 "$D/bin/gpu_ngram_test"
+exit 0

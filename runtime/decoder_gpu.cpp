@@ -1,0 +1,564 @@
+#include "runtime/decoder_gpu.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+
+#include "kernels/activation.h"
+#include "kernels/argmax.h"
+#include "kernels/causal_attention.h"
+#include "kernels/gemm.h"
+#include "kernels/linear.h"
+#include "kernels/moe.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
+#include "loader/bf16.h"
+#include "runtime/cuda_check.h"
+
+#if __has_include("kernels/prefill_attention.h")
+#include "kernels/prefill_attention.h"
+#define DSOCR_HAVE_PREFILL_KERNELS 1
+#endif
+
+namespace dsocr {
+namespace {
+
+#ifndef DSOCR_HAVE_PREFILL_KERNELS
+// TEMPORARY stand-ins until the prefill kernels land: attention token by token with the decode
+// kernel, MoE in chunks of kMoeDecodeMaxT tokens. Correct, slow.
+size_t moe_prefill_workspace_bytes(int, int, int, int64_t, int64_t, int64_t) { return 0; }
+cudaError_t prefill_attention(const uint16_t* q, int64_t ldq, const PagedKv& kv, int64_t p0, int T,
+                              uint16_t* out, int64_t ldo, int n_heads, int head_dim, float scale,
+                              cudaStream_t stream, const int32_t* pos_ids, void* ws,
+                              int64_t max_kv) {
+  (void)p0;
+  for (int t = 0; t < T; ++t) {
+    const cudaError_t e = decode_attention(q + t * ldq, kv, pos_ids + t, out + t * ldo, ws, max_kv,
+                                           n_heads, head_dim, scale, stream);
+    if (e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+cudaError_t moe_prefill(const uint16_t* x, int64_t ldx, const int32_t* topk_idx,
+                        const float* topk_w, const MoeDeviceWeights& w, void* y, int64_t ldy,
+                        GemvEpilogue ep, void* ws, int T, int dim, int n_experts, int top_k,
+                        int moe_inter, int shared_inter, cudaStream_t stream) {
+  for (int t0 = 0; t0 < T; t0 += kMoeDecodeMaxT) {
+    const int n = std::min(kMoeDecodeMaxT, T - t0);
+    const cudaError_t e = moe_decode(x + t0 * ldx, ldx, topk_idx + t0 * top_k, topk_w + t0 * top_k,
+                                     w, static_cast<float*>(y) + t0 * ldy, ldy, ep, ws, n, dim,
+                                     n_experts, top_k, moe_inter, shared_inter, stream);
+    if (e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+#endif
+
+constexpr uint64_t kAlign = 256;
+
+// Bump allocation over a region; with a null base it only measures (the same code sizes the
+// region and carves it, so the two cannot disagree).
+struct Carver {
+  uint8_t* base;
+  uint64_t used = 0;
+  template <typename T>
+  T* take(uint64_t count) {
+    used = (used + kAlign - 1) / kAlign * kAlign;
+    T* p = base ? reinterpret_cast<T*>(base + used) : nullptr;
+    used += count * sizeof(T);
+    return p;
+  }
+};
+
+struct Work {
+  uint16_t* h;         // [max_rows, dim] BF16: input embeddings, then the residual stream
+  uint16_t* x;         // [max_rows, dim] BF16 normed
+  uint16_t* qkv;       // [max_rows, 3 dim] BF16 (q rotated in place)
+  uint16_t* attn;      // [max_rows, dim] BF16
+  float* delta;        // [max_rows, dim] FP32 sublayer output (GEMV/MoE), added by the next
+                       //   add_rmsnorm
+  uint16_t* delta16;   // [max_rows, dim] BF16 sublayer output of the GEMM paths (prefill)
+  uint16_t* mlp;       // [max_rows, 2 dense_inter] BF16 gate | up, SiLU·mul in place
+  void* moe_ws;        // moe_prefill / moe_decode scratch
+  int32_t* topk_idx;   // [max_rows, top_k]
+  float* topk_w;       // [max_rows, top_k]
+  int32_t* pos_ids;    // [max_rows] positions of a prefill
+  float* logits;       // [vocab] FP32
+  void* attn_ws;       // decode_attention partials for max_pos keys
+  void* argmax_ws;
+  void* gemm_ws;       // GemmRunner::kWorkspaceBytes
+  uint64_t bytes;
+};
+
+uint64_t moe_ws_bytes(const ModelConfig& c, int64_t rows) {
+  return std::max<uint64_t>(
+      moe_decode_workspace_bytes(kMoeDecodeMaxT, c.top_k, c.moe_inter, c.shared_inter()),
+      moe_prefill_workspace_bytes(static_cast<int>(rows), c.top_k, c.n_experts, c.dim,
+                                  c.moe_inter, c.shared_inter()));
+}
+
+Work carve_work(const ModelConfig& c, int64_t rows, uint8_t* base) {
+  Carver cv{base};
+  Work w;
+  w.h = cv.take<uint16_t>(rows * c.dim);
+  w.x = cv.take<uint16_t>(rows * c.dim);
+  w.qkv = cv.take<uint16_t>(rows * 3 * c.dim);
+  w.attn = cv.take<uint16_t>(rows * c.dim);
+  w.delta = cv.take<float>(rows * c.dim);
+  w.delta16 = cv.take<uint16_t>(rows * c.dim);
+  w.mlp = cv.take<uint16_t>(rows * 2 * c.dense_inter);
+  w.moe_ws = cv.take<uint8_t>(moe_ws_bytes(c, rows));
+  w.topk_idx = cv.take<int32_t>(rows * c.top_k);
+  w.topk_w = cv.take<float>(rows * c.top_k);
+  w.pos_ids = cv.take<int32_t>(rows);
+  w.logits = cv.take<float>(c.vocab);
+  w.attn_ws = cv.take<uint8_t>(decode_attention_workspace_bytes(c.n_heads, c.head_dim, c.max_pos));
+  w.argmax_ws = cv.take<uint8_t>(argmax_workspace_bytes(c.vocab));
+  w.gemm_ws = cv.take<uint8_t>(GemmRunner::kWorkspaceBytes);
+  w.bytes = (cv.used + kAlign - 1) / kAlign * kAlign;
+  return w;
+}
+
+struct Sampling {
+  int32_t* ids;         // [max_pos] history
+  int32_t* banned;      // [max_pos]
+  int32_t* page_table;  // [max_pos / page_size]
+  DecodeSeqState* state;
+  uint64_t bytes;
+};
+
+Sampling carve_sampling(const ModelConfig& c, uint8_t* base) {
+  Carver cv{base};
+  Sampling s;
+  s.ids = cv.take<int32_t>(c.max_pos);
+  s.banned = cv.take<int32_t>(c.max_pos);
+  s.page_table = cv.take<int32_t>((c.max_pos + kKvPageSize - 1) / kKvPageSize);
+  s.state = cv.take<DecodeSeqState>(1);
+  s.bytes = (cv.used + kAlign - 1) / kAlign * kAlign;
+  return s;
+}
+
+bool same_ban(const NGramBan& a, const NGramBan& b) {
+  return std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+}  // namespace
+
+struct GpuDecoder::Impl {
+  const ModelConfig& cfg;
+  DecoderWeights w;
+  int64_t max_rows;
+  Work work;
+  Sampling samp;
+  KvCache kv;
+  KvSequence seq;
+  cudaStream_t stream;
+  GemmRunner gemm;
+  MoeDeviceWeights moe_w[64];  // per layer (index = layer; dense layer unused)
+  std::vector<int32_t> prompt;
+  int max_new = 0;
+  NGramBan ban;
+  int64_t pos = 0;  // host mirror: positions in the cache (prefill/forced steps)
+  bool prefilled = false;
+  DecodeSeqState* host_state = nullptr;  // pinned, 2 slots (the run-ahead ring)
+  cudaGraphExec_t graph = nullptr;
+  NGramBan graph_ban;
+  cudaEvent_t ev[2] = {nullptr, nullptr};
+
+  Impl(const ModelConfig& c, const DecoderWeights& dw, int64_t rows, uint8_t* wbase,
+       uint16_t* kv_base, const KvGeometry& geo, uint8_t* sbase, cudaStream_t s)
+      : cfg(c),
+        w(dw),
+        max_rows(rows),
+        work(carve_work(c, rows, wbase)),
+        samp(carve_sampling(c, sbase)),
+        kv(kv_base, geo),
+        stream(s) {}
+
+  ~Impl() {
+    if (graph) cudaGraphExecDestroy(graph);
+    for (auto e : ev)
+      if (e) cudaEventDestroy(e);
+    if (host_state) cudaFreeHost(host_state);
+  }
+
+  bool delta_bf16 = false;  // which delta buffer the last sublayer wrote
+
+  PagedKv layer_kv(int l) const { return kv.layer(l, samp.page_table); }
+
+  // h += the last sublayer's output (one rounding), x = rmsnorm(h) with gain w.
+  Status add_norm(const uint16_t* w, int64_t T) {
+    const int64_t d = cfg.dim;
+    const int t = static_cast<int>(T);
+    if (delta_bf16)
+      DSOCR_CUDA_TRY(add_rmsnorm(work.h, d, work.delta16, d, w, work.x, d, t, d, cfg.rms_eps,
+                                 stream));
+    else
+      DSOCR_CUDA_TRY(add_rmsnorm(work.h, d, work.delta, d, w, work.x, d, t, d, cfg.rms_eps,
+                                 stream));
+    return Status::Ok();
+  }
+
+  // ---- one layer over T rows at positions pos_dev[0..T) (prefill) or the state's pos (decode)
+  Status attention_block(int l, int64_t T, const int32_t* pos_dev, bool decode) {
+    const DecoderLayerWeights& L = w.layers[l];
+    const int64_t d = cfg.dim;
+    const float scale = 1.f / std::sqrt(static_cast<float>(cfg.head_dim));
+    if (decode) {
+      GemvWeights qkv;
+      qkv.parts = 3;
+      qkv.w[0] = L.q, qkv.w[1] = L.k, qkv.w[2] = L.v;
+      qkv.rows[0] = qkv.rows[1] = qkv.rows[2] = d;
+      DSOCR_CUDA_TRY(gemv(work.x, d, qkv, d, work.qkv, 3 * d, 1, d, GemvEpilogue::kStoreBf16,
+                          stream));
+    } else {
+      const uint16_t* ws[3] = {L.q, L.k, L.v};
+      for (int i = 0; i < 3; ++i) {
+        GemmArgs g;
+        g.m = T, g.n = d, g.k = d;
+        g.a = work.x, g.lda = d, g.w = ws[i], g.ldw = d;
+        g.out = work.qkv + i * d, g.ldo = 3 * d;
+        DSOCR_CUDA_TRY(gemm.run(g, stream));
+      }
+    }
+    const PagedKv pkv = layer_kv(l);
+    // Decode steps run from a captured graph shared by every sequence: bound the cache write by
+    // the table's length (max_pos); decode_accept keeps pos inside the sequence's reserved pages.
+    const int64_t bound = decode ? cfg.max_pos : seq.capacity();
+    DSOCR_CUDA_TRY(rope_qk_append_kv(work.qkv, work.qkv + d, work.qkv + 2 * d, 3 * d, pos_dev,
+                                     work.qkv, 3 * d, pkv, bound, static_cast<int>(T),
+                                     cfg.n_heads, cfg.head_dim, cfg.rope_theta, stream));
+    if (decode) {
+      DSOCR_CUDA_TRY(decode_attention(work.qkv, pkv, pos_dev, work.attn, work.attn_ws, cfg.max_pos,
+                                      cfg.n_heads, cfg.head_dim, scale, stream));
+      DSOCR_CUDA_TRY(gemv(work.attn, d, gemv_weights(L.o, d), d, work.delta, d, 1, d,
+                          GemvEpilogue::kStoreF32, stream));
+      delta_bf16 = false;
+    } else {
+#ifdef DSOCR_HAVE_PREFILL_KERNELS
+      DSOCR_CUDA_TRY(prefill_attention(work.qkv, 3 * d, pkv, pos, static_cast<int>(T), work.attn,
+                                       d, cfg.n_heads, cfg.head_dim, scale, stream));
+#else
+      DSOCR_CUDA_TRY(prefill_attention(work.qkv, 3 * d, pkv, pos, static_cast<int>(T), work.attn,
+                                       d, cfg.n_heads, cfg.head_dim, scale, stream, pos_dev,
+                                       work.attn_ws, cfg.max_pos));
+#endif
+      GemmArgs g;
+      g.m = T, g.n = d, g.k = d;
+      g.a = work.attn, g.lda = d, g.w = L.o, g.ldw = d;
+      g.out = work.delta16, g.ldo = d;
+      DSOCR_CUDA_TRY(gemm.run(g, stream));
+      delta_bf16 = true;
+    }
+    return Status::Ok();
+  }
+
+  Status mlp_block(int l, int64_t T, bool decode) {
+    const DecoderLayerWeights& L = w.layers[l];
+    const int64_t d = cfg.dim;
+    if (!L.moe) {
+      const int64_t inter = cfg.dense_inter;
+      if (decode) {
+        DSOCR_CUDA_TRY(gemv_swiglu(work.x, d, L.dense.gate, L.dense.up, d, work.mlp, inter, 1,
+                                   inter, d, stream));
+        DSOCR_CUDA_TRY(gemv(work.mlp, inter, gemv_weights(L.dense.down, d), inter, work.delta, d,
+                            1, inter, GemvEpilogue::kStoreF32, stream));
+        delta_bf16 = false;
+      } else {
+        const uint16_t* gu[2] = {L.dense.gate, L.dense.up};
+        for (int i = 0; i < 2; ++i) {
+          GemmArgs g;
+          g.m = T, g.n = inter, g.k = d;
+          g.a = work.x, g.lda = d, g.w = gu[i], g.ldw = d;
+          g.out = work.mlp + i * inter, g.ldo = 2 * inter;
+          DSOCR_CUDA_TRY(gemm.run(g, stream));
+        }
+        DSOCR_CUDA_TRY(silu_mul_bf16(work.mlp, 2 * inter, work.mlp + inter, 2 * inter, work.mlp,
+                                     2 * inter, T, inter, stream));
+        GemmArgs g;
+        g.m = T, g.n = d, g.k = inter;
+        g.a = work.mlp, g.lda = 2 * inter, g.w = L.dense.down, g.ldw = inter;
+        g.out = work.delta16, g.ldo = d;
+        DSOCR_CUDA_TRY(gemm.run(g, stream));
+        delta_bf16 = true;
+      }
+      return Status::Ok();
+    }
+    delta_bf16 = false;  // both MoE paths store FP32
+    DSOCR_CUDA_TRY(moe_router(work.x, d, L.router, nullptr, work.topk_idx, work.topk_w,
+                              static_cast<int>(T), static_cast<int>(d), cfg.n_experts, cfg.top_k,
+                              cfg.routed_scale, stream));
+    if (decode || T <= kMoeDecodeMaxT) {
+      DSOCR_CUDA_TRY(moe_decode(work.x, d, work.topk_idx, work.topk_w, moe_w[l], work.delta, d,
+                                GemvEpilogue::kStoreF32, work.moe_ws, static_cast<int>(T),
+                                static_cast<int>(d), cfg.n_experts, cfg.top_k, cfg.moe_inter,
+                                cfg.shared_inter(), stream));
+    } else {
+      DSOCR_CUDA_TRY(moe_prefill(work.x, d, work.topk_idx, work.topk_w, moe_w[l], work.delta, d,
+                                 GemvEpilogue::kStoreF32, work.moe_ws, static_cast<int>(T),
+                                 static_cast<int>(d), cfg.n_experts, cfg.top_k, cfg.moe_inter,
+                                 cfg.shared_inter(), stream));
+    }
+    return Status::Ok();
+  }
+
+  Status tap_rows(HiddenTap* tap, int slot, int64_t T) {
+    if (!tap) return Status::Ok();
+    const int64_t P = static_cast<int64_t>(tap->positions.size()), d = cfg.dim;
+    tap->out.resize(static_cast<size_t>((cfg.n_layers + 1) * P * d));
+    std::vector<uint16_t> row(d);
+    for (int64_t i = 0; i < P; ++i) {
+      const int64_t p = tap->positions[i] - pos;
+      if (p < 0 || p >= T) continue;
+      DSOCR_CUDA_TRY(cudaMemcpyAsync(row.data(), work.h + p * d, d * 2, cudaMemcpyDeviceToHost,
+                                     stream));
+      DSOCR_CUDA_TRY(cudaStreamSynchronize(stream));
+      float* dst = tap->out.data() + (slot * P + i) * d;
+      for (int64_t j = 0; j < d; ++j) dst[j] = bf16_to_f32(row[j]);
+    }
+    return Status::Ok();
+  }
+
+  // The forward over T rows; leaves the last row's logits in work.logits.
+  Status forward(int64_t T, const int32_t* pos_dev, bool decode, HiddenTap* tap) {
+    const int64_t d = cfg.dim;
+    const int t = static_cast<int>(T);
+    for (int l = 0; l < cfg.n_layers; ++l) {
+      const DecoderLayerWeights& L = w.layers[l];
+      if (l == 0)
+        DSOCR_CUDA_TRY(rmsnorm(work.h, d, L.in_norm, work.x, d, t, d, cfg.rms_eps, stream));
+      else
+        DSOCR_TRY(add_norm(L.in_norm, T));
+      DSOCR_TRY(tap_rows(tap, l, T));
+      DSOCR_TRY(attention_block(l, T, pos_dev, decode));
+      DSOCR_TRY(add_norm(L.post_norm, T));
+      DSOCR_TRY(mlp_block(l, T, decode));
+    }
+    DSOCR_TRY(add_norm(w.final_norm, T));
+    DSOCR_TRY(tap_rows(tap, cfg.n_layers, T));
+    DSOCR_CUDA_TRY(gemv(work.x + (T - 1) * d, d, gemv_weights(w.lm_head, cfg.vocab), d,
+                        work.logits, cfg.vocab, 1, d, GemvEpilogue::kStoreF32, stream));
+    return Status::Ok();
+  }
+
+  // Ban, argmax into state.token, accept.
+  Status sample() {
+    DSOCR_CUDA_TRY(ngram_ban(samp.ids, samp.state, ban, samp.banned, stream));
+    DSOCR_CUDA_TRY(argmax_banned(work.logits, cfg.vocab, samp.banned, &samp.state->n_banned,
+                                 &samp.state->token, work.argmax_ws, stream));
+    DSOCR_CUDA_TRY(decode_accept(samp.ids, samp.state, cfg.eos_id, stream));
+    return Status::Ok();
+  }
+
+  // One decode step of the state's token at the state's position (captured in the graph).
+  Status step() {
+    DSOCR_CUDA_TRY(embed_rows(&samp.state->token, w.embed, work.h, cfg.dim, 1, cfg.vocab,
+                              cfg.dim, stream));
+    DSOCR_TRY(forward(1, &samp.state->pos, /*decode=*/true, nullptr));
+    return sample();
+  }
+};
+
+uint64_t GpuDecoder::workspace_bytes(const ModelConfig& cfg, int64_t max_rows) {
+  return carve_work(cfg, max_rows, nullptr).bytes;
+}
+uint64_t GpuDecoder::sampling_bytes(const ModelConfig& cfg) {
+  return carve_sampling(cfg, nullptr).bytes;
+}
+
+GpuDecoder::GpuDecoder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+GpuDecoder::~GpuDecoder() = default;
+
+Expected<std::unique_ptr<GpuDecoder>> GpuDecoder::create(const ModelConfig& cfg,
+                                                         const DecoderWeights& w, int64_t max_rows,
+                                                         uint8_t* work, uint64_t work_bytes,
+                                                         uint8_t* kv, uint64_t kv_bytes,
+                                                         uint8_t* sampling, uint64_t samp_bytes,
+                                                         cudaStream_t stream) {
+  if (max_rows < 1 || max_rows > cfg.max_pos)
+    return Status::Error(strfmt("decoder: max_rows %lld outside 1..%d",
+                                static_cast<long long>(max_rows), cfg.max_pos));
+  if (work_bytes < workspace_bytes(cfg, max_rows) || samp_bytes < sampling_bytes(cfg))
+    return Status::Error(strfmt(
+        "decoder: activation region of %llu bytes (sampling %llu) is smaller than the %llu (%llu) "
+        "a %lld-row prefill needs; this is a planner bug, please report it",
+        static_cast<unsigned long long>(work_bytes), static_cast<unsigned long long>(samp_bytes),
+        static_cast<unsigned long long>(workspace_bytes(cfg, max_rows)),
+        static_cast<unsigned long long>(sampling_bytes(cfg)), static_cast<long long>(max_rows)));
+  if (cfg.n_experts > kMoeMaxExperts || cfg.n_layers > 64 || cfg.top_k > kMoeMaxTopK)
+    return Status::Error("decoder: model shape outside the GPU kernels' limits");
+  const KvGeometry geo = KvGeometry::fit(cfg.n_layers, cfg.dim, kKvPageSize, kv_bytes);
+  if (geo.n_pages < 1)
+    return Status::Error(strfmt("KV cache region of %llu bytes holds no page of %d tokens; raise "
+                                "--gpu-mem",
+                                static_cast<unsigned long long>(kv_bytes), kKvPageSize));
+  auto impl = std::make_unique<Impl>(cfg, w, max_rows, work, reinterpret_cast<uint16_t*>(kv), geo,
+                                     sampling, stream);
+  DSOCR_CUDA_TRY(impl->gemm.init(impl->work.gemm_ws, GemmRunner::kWorkspaceBytes));
+  for (int l = 0; l < cfg.n_layers; ++l) {
+    const DecoderLayerWeights& L = w.layers[l];
+    if (!L.moe) continue;
+    for (int e = 0; e < cfg.n_experts; ++e) impl->moe_w[l].experts[e] = L.experts[e];
+    impl->moe_w[l].shared = L.shared;
+  }
+  DSOCR_CUDA_TRY(cudaHostAlloc(reinterpret_cast<void**>(&impl->host_state),
+                               2 * sizeof(DecodeSeqState), 0));
+  for (auto& e : impl->ev) DSOCR_CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  return std::unique_ptr<GpuDecoder>(new GpuDecoder(std::move(impl)));
+}
+
+uint16_t* GpuDecoder::input_rows() const {
+  return impl_->work.h;
+}
+int64_t GpuDecoder::max_rows() const {
+  return impl_->max_rows;
+}
+
+Status GpuDecoder::begin(const std::vector<int32_t>& prompt, int max_new, const NGramBan& ban) {
+  Impl& m = *impl_;
+  const ModelConfig& c = m.cfg;
+  const int64_t T = static_cast<int64_t>(prompt.size());
+  if (T < 1) return Status::Error("empty prompt");
+  if (T > m.max_rows)
+    return Status::Error(strfmt("prompt of %lld tokens exceeds the %lld rows the decoder was "
+                                "planned for; use a smaller mode or fewer crops",
+                                static_cast<long long>(T), static_cast<long long>(m.max_rows)));
+  if (max_new < 1) return Status::Error("max new tokens must be >= 1");
+  if (T + max_new > c.max_pos)
+    return Status::Error(strfmt("prompt of %lld tokens + %d new tokens exceeds the %d-token "
+                                "context; lower --max-tokens",
+                                static_cast<long long>(T), max_new, c.max_pos));
+  for (int32_t id : prompt)
+    if (id < 0 || id >= c.vocab)
+      return Status::Error(strfmt("prompt id %d is outside the vocabulary [0, %d)", id, c.vocab));
+  if (!m.seq.pages.empty()) DSOCR_TRY(m.kv.release(m.seq));
+  DSOCR_TRY(m.kv.reserve(m.seq, T + max_new, "lower --max-tokens or raise --gpu-mem"));
+  m.prompt = prompt;
+  m.max_new = max_new;
+  m.ban = ban;
+  m.pos = 0;
+  m.prefilled = false;
+  DSOCR_CUDA_TRY(cudaMemcpyAsync(m.samp.page_table, m.seq.pages.data(), m.seq.pages.size() * 4,
+                                 cudaMemcpyHostToDevice, m.stream));
+  DSOCR_CUDA_TRY(cudaMemcpyAsync(m.samp.ids, prompt.data(), T * 4, cudaMemcpyHostToDevice,
+                                 m.stream));
+  std::vector<int32_t> pos(T);
+  for (int64_t i = 0; i < T; ++i) pos[i] = static_cast<int32_t>(i);
+  DSOCR_CUDA_TRY(cudaMemcpyAsync(m.work.pos_ids, pos.data(), T * 4, cudaMemcpyHostToDevice,
+                                 m.stream));
+  DSOCR_CUDA_TRY(embed_rows(m.samp.ids, m.w.embed, m.work.h, c.dim, static_cast<int>(T), c.vocab,
+                            c.dim, m.stream));
+  // The state as of the prompt: the next accepted token goes to ids[T], K/V row T.
+  DecodeSeqState s;
+  s.len = static_cast<int32_t>(T), s.prompt_len = s.len, s.pos = s.len - 1;
+  s.token = prompt.back(), s.max_new = max_new;
+  s.capacity = static_cast<int32_t>(std::min<int64_t>(m.seq.capacity(), c.max_pos));
+  DSOCR_CUDA_TRY(cudaMemcpyAsync(m.samp.state, &s, sizeof s, cudaMemcpyHostToDevice, m.stream));
+  DSOCR_CUDA_TRY(cudaStreamSynchronize(m.stream));  // the host vectors above go out of scope
+  return Status::Ok();
+}
+
+Status GpuDecoder::prefill(float* logits_last, HiddenTap* tap) {
+  Impl& m = *impl_;
+  const int64_t T = static_cast<int64_t>(m.prompt.size());
+  if (T == 0 || m.prefilled) return Status::Error("prefill: call begin() first, once per sequence");
+  DSOCR_TRY(m.forward(T, m.work.pos_ids, /*decode=*/false, tap));
+  m.pos = T;
+  m.prefilled = true;
+  if (logits_last) {
+    DSOCR_CUDA_TRY(cudaMemcpyAsync(logits_last, m.work.logits, m.cfg.vocab * 4,
+                                   cudaMemcpyDeviceToHost, m.stream));
+  }
+  DSOCR_CUDA_TRY(cudaStreamSynchronize(m.stream));
+  return Status::Ok();
+}
+
+Expected<GpuGeneration> GpuDecoder::generate(const std::function<bool(int32_t)>& on_token) {
+  Impl& m = *impl_;
+  if (!m.prefilled || m.pos != static_cast<int64_t>(m.prompt.size()))
+    return Status::Error("generate: call begin() and prefill() first");
+  // (Re)capture the step graph when the ban rule changed; pointers never change.
+  if (!m.graph || !same_ban(m.graph_ban, m.ban)) {
+    if (m.graph) cudaGraphExecDestroy(m.graph), m.graph = nullptr;
+    cudaGraph_t g = nullptr;
+    DSOCR_CUDA_TRY(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal));
+    Status s = m.step();
+    const cudaError_t end = cudaStreamEndCapture(m.stream, &g);
+    DSOCR_TRY(s);
+    DSOCR_CUDA_TRY(end);
+    const cudaError_t inst = cudaGraphInstantiate(&m.graph, g, 0);
+    cudaGraphDestroy(g);
+    DSOCR_CUDA_TRY(inst);
+    m.graph_ban = m.ban;
+  }
+  GpuGeneration out;
+  const auto t0 = std::chrono::steady_clock::now();
+  // The first token from the prefill's logits, then one graph per token. The host reads step k's
+  // state while step k+1 already runs (its result is dropped if step k stopped).
+  DSOCR_TRY(m.sample());
+  DSOCR_CUDA_TRY(cudaMemcpyAsync(&m.host_state[0], m.samp.state, sizeof(DecodeSeqState),
+                                 cudaMemcpyDeviceToHost, m.stream));
+  DSOCR_CUDA_TRY(cudaEventRecord(m.ev[0], m.stream));
+  for (int64_t k = 0;; ++k) {
+    const int cur = static_cast<int>(k & 1), nxt = cur ^ 1;
+    DSOCR_CUDA_TRY(cudaGraphLaunch(m.graph, m.stream));
+    DSOCR_CUDA_TRY(cudaMemcpyAsync(&m.host_state[nxt], m.samp.state, sizeof(DecodeSeqState),
+                                   cudaMemcpyDeviceToHost, m.stream));
+    DSOCR_CUDA_TRY(cudaEventRecord(m.ev[nxt], m.stream));
+    DSOCR_CUDA_TRY(cudaEventSynchronize(m.ev[cur]));
+    const DecodeSeqState s = m.host_state[cur];
+    if (s.generated > static_cast<int32_t>(out.ids.size())) {
+      out.ids.push_back(s.token);
+      if (on_token && !on_token(s.token)) {
+        out.stop = kStopMaxTokens;
+        break;
+      }
+    }
+    if (s.stop != kRunning) {
+      out.stop = static_cast<DecodeStop>(s.stop);
+      break;
+    }
+  }
+  DSOCR_CUDA_TRY(cudaStreamSynchronize(m.stream));
+  out.decode_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  m.pos = static_cast<int64_t>(m.prompt.size()) + static_cast<int64_t>(out.ids.size());
+  return out;
+}
+
+Status GpuDecoder::forced_step(int32_t token, float* logits) {
+  Impl& m = *impl_;
+  const ModelConfig& c = m.cfg;
+  if (!m.prefilled) return Status::Error("forced_step: call prefill() first");
+  if (token < 0 || token >= c.vocab)
+    return Status::Error(strfmt("token %d is outside the vocabulary [0, %d)", token, c.vocab));
+  if (m.pos >= m.seq.capacity())
+    return Status::Error(strfmt("teacher forcing past the %lld reserved tokens",
+                                static_cast<long long>(m.seq.capacity())));
+  // The state for a step of `token` at position m.pos (no sampling).
+  DecodeSeqState s;
+  s.len = static_cast<int32_t>(m.pos + 1), s.prompt_len = static_cast<int32_t>(m.prompt.size());
+  s.pos = static_cast<int32_t>(m.pos), s.token = token;
+  s.max_new = m.max_new, s.capacity = static_cast<int32_t>(m.seq.capacity());
+  DSOCR_CUDA_TRY(cudaMemcpyAsync(m.samp.state, &s, sizeof s, cudaMemcpyHostToDevice, m.stream));
+  DSOCR_CUDA_TRY(embed_rows(&m.samp.state->token, m.w.embed, m.work.h, c.dim, 1, c.vocab, c.dim,
+                            m.stream));
+  DSOCR_TRY(m.forward(1, &m.samp.state->pos, /*decode=*/true, nullptr));
+  DSOCR_CUDA_TRY(cudaMemcpyAsync(logits, m.work.logits, c.vocab * 4, cudaMemcpyDeviceToHost,
+                                 m.stream));
+  DSOCR_CUDA_TRY(cudaStreamSynchronize(m.stream));
+  m.pos += 1;
+  return Status::Ok();
+}
+
+Status GpuDecoder::end() {
+  Impl& m = *impl_;
+  DSOCR_CUDA_TRY(cudaStreamSynchronize(m.stream));
+  m.prompt.clear();
+  m.prefilled = false;
+  if (!m.seq.pages.empty()) DSOCR_TRY(m.kv.release(m.seq));
+  return Status::Ok();
+}
+
+}  // namespace dsocr

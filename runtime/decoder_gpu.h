@@ -1,0 +1,85 @@
+// The DeepSeek-3B-MoE decoder on the GPU (../shared/MODEL.md §7, DESIGN.md §3, §5, §6).
+//
+// One object serves one sequence at a time (batch 1) over the paged KV cache:
+//   begin(prompt ids)      reserve KV pages, load the id history, embed the text rows
+//   input_rows()           the prompt's embedding rows; the vision pass writes the image rows here
+//   prefill(T)             12 layers over rows 0..T-1 (GEMMs, causal flash attention, grouped MoE),
+//                          K/V into the pages, logits of the last row
+//   generate(on_token)     greedy decoding: each step is one replayed CUDA graph (embed, 12 layers,
+//                          lm_head GEMV, n-gram ban, argmax, accept); the host only reads the new
+//                          token, one step behind the device
+//   forced_step(id)        one step on a given token (teacher forcing for the golden checks)
+//   end()                  return the pages
+// Every buffer comes from three pool regions given at creation ("decoder" activations, "kv_cache",
+// "sampling"); nothing is allocated afterwards except the graph itself.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "kernels/ngram.h"
+#include "loader/config.h"
+#include "loader/status.h"
+#include "runtime/decoder_cpu.h"  // HiddenTap
+#include "runtime/kv_cache.h"
+#include "runtime/model_weights.h"
+
+namespace dsocr {
+
+struct GpuGeneration {
+  std::vector<int32_t> ids;  // generated ids (EOS included when emitted)
+  DecodeStop stop = kRunning;
+  double decode_ms = 0;      // wall time of the decode loop (after the first token)
+};
+
+class GpuDecoder {
+ public:
+  // Bytes of the "decoder" region for prefills of up to max_rows rows; of the "sampling" region.
+  static uint64_t workspace_bytes(const ModelConfig& cfg, int64_t max_rows);
+  static uint64_t sampling_bytes(const ModelConfig& cfg);
+
+  // w: device pointers (bind_weights over the pool). Regions: device memory of the sizes above;
+  // kv: the "kv_cache" region (KvGeometry::fit decides the pages). The stream is used for all work.
+  static Expected<std::unique_ptr<GpuDecoder>> create(const ModelConfig& cfg,
+                                                      const DecoderWeights& w, int64_t max_rows,
+                                                      uint8_t* work, uint64_t work_bytes,
+                                                      uint8_t* kv, uint64_t kv_bytes,
+                                                      uint8_t* sampling, uint64_t sampling_bytes,
+                                                      cudaStream_t stream);
+  ~GpuDecoder();
+
+  // Starts a sequence: checks the ids, reserves KV pages for prompt + max_new tokens (one-line
+  // error naming the limit otherwise), uploads the history and page table, and embeds every
+  // prompt row from the token table (image rows included: overwrite them afterwards).
+  // `ban`: the n-gram rule for generate().
+  Status begin(const std::vector<int32_t>& prompt, int max_new, const NGramBan& ban);
+  // [max_rows, dim] BF16 device rows of the prompt's input embeddings.
+  uint16_t* input_rows() const;
+  int64_t max_rows() const;
+
+  // Runs the prompt (rows 0..T-1 of input_rows(), T = prompt length). logits_last (host, [vocab])
+  // and tap are optional (tap positions index the prompt).
+  Status prefill(float* logits_last = nullptr, HiddenTap* tap = nullptr);
+
+  // Greedy generation from the prefill's logits until EOS, max_new or the capacity. on_token gets
+  // each id as the host learns it; returning false stops early.
+  Expected<GpuGeneration> generate(const std::function<bool(int32_t)>& on_token = {});
+
+  // Teacher forcing after prefill: feeds `token` at the next position and writes the logits
+  // (host, [vocab]). Not mixed with generate() in one sequence.
+  Status forced_step(int32_t token, float* logits);
+
+  Status end();
+
+  struct Impl;
+
+ private:
+  explicit GpuDecoder(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dsocr

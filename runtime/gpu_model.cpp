@@ -1,0 +1,55 @@
+#include "runtime/gpu_model.h"
+
+#include <filesystem>
+
+#include "loader/schema.h"
+#include "runtime/cuda_check.h"
+
+namespace dsocr {
+
+GpuModel::~GpuModel() {
+  decoder_.reset();
+  if (stream_) cudaStreamDestroy(stream_);
+}
+
+Expected<std::unique_ptr<GpuModel>> GpuModel::load(const ModelConfig& cfg, const Checkpoint& ckpt,
+                                                   const MemoryPlan& plan, bool poison,
+                                                   UploadStats* stats) {
+  std::unique_ptr<GpuModel> m(new GpuModel);
+  m->cfg_ = cfg;
+  PoolOptions po;
+  po.poison = poison;
+  DSOCR_ASSIGN_OR_RETURN(DevicePool pool, DevicePool::create(plan, po));
+  m->pool_ = std::make_unique<DevicePool>(std::move(pool));
+  DSOCR_ASSIGN_OR_RETURN(m->table_, upload_weights(ckpt, *m->pool_, UploadOptions{}, stats));
+  DSOCR_ASSIGN_OR_RETURN(m->w_, bind_weights(m->cfg_, m->table_.lookup()));
+  DSOCR_CUDA_TRY(cudaStreamCreateWithFlags(&m->stream_, cudaStreamNonBlocking));
+  auto region = [&](const char* name) -> std::pair<uint8_t*, uint64_t> {
+    const Region* r = plan.find_region(name);
+    return r ? std::make_pair(m->pool_->region(name), r->bytes) : std::make_pair(nullptr, 0ull);
+  };
+  const auto [work, work_bytes] = region("decoder");
+  const auto [kv, kv_bytes] = region("kv_cache");
+  const auto [samp, samp_bytes] = region("sampling");
+  if (!work || !kv || !samp)
+    return Status::Error("memory plan lacks a decoder, kv_cache or sampling region (planner bug)");
+  DSOCR_ASSIGN_OR_RETURN(
+      m->decoder_, GpuDecoder::create(m->cfg_, m->w_.dec, plan.prompt_tokens * plan.max_batch,
+                                      work, work_bytes, kv, kv_bytes, samp, samp_bytes,
+                                      m->stream_));
+  return m;
+}
+
+Expected<std::unique_ptr<GpuModel>> GpuModel::open(const std::string& model_dir,
+                                                   const PlanOptions& po, bool poison) {
+  const std::string config_path = (std::filesystem::path(model_dir) / "config.json").string();
+  DSOCR_ASSIGN_OR_RETURN(ModelConfig cfg, load_config(config_path));
+  DSOCR_ASSIGN_OR_RETURN(Checkpoint ckpt, Checkpoint::open_dir(model_dir));
+  const std::vector<TensorSpec> schema = checkpoint_schema(cfg);
+  DSOCR_TRY(validate_checkpoint(ckpt, schema));
+  DSOCR_ASSIGN_OR_RETURN(std::vector<WeightEntry> entries, weight_entries(ckpt, schema));
+  DSOCR_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(cfg, entries, po));
+  return load(cfg, ckpt, plan, poison);
+}
+
+}  // namespace dsocr

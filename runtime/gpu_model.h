@@ -1,0 +1,51 @@
+// The model on one GPU: the planned pool with every checkpoint tensor uploaded, the weights bound
+// to their device addresses, one stream, and the decoder over the pool's regions. Opened once per
+// process; the engine, dsocr-run's golden interface and the GPU golden tests all start here.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "loader/config.h"
+#include "loader/safetensors.h"
+#include "loader/status.h"
+#include "runtime/decoder_gpu.h"
+#include "runtime/model_weights.h"
+#include "runtime/planner.h"
+#include "runtime/pool.h"
+#include "runtime/weights.h"
+
+namespace dsocr {
+
+class GpuModel {
+ public:
+  // Allocates plan's pool on plan's device (poisoned with NaN when `poison`), uploads ckpt into
+  // it, binds the weights and creates the decoder. `stats` (optional) receives the upload figures.
+  static Expected<std::unique_ptr<GpuModel>> load(const ModelConfig& cfg, const Checkpoint& ckpt,
+                                                  const MemoryPlan& plan, bool poison = false,
+                                                  UploadStats* stats = nullptr);
+  // Convenience: config + checkpoint of a model directory, validated, planned with `po`, loaded.
+  static Expected<std::unique_ptr<GpuModel>> open(const std::string& model_dir,
+                                                  const PlanOptions& po, bool poison = false);
+  ~GpuModel();
+
+  const ModelConfig& cfg() const { return cfg_; }
+  const ModelWeights& weights() const { return w_; }  // device pointers
+  const DevicePool& pool() const { return *pool_; }
+  GpuDecoder& decoder() { return *decoder_; }
+  cudaStream_t stream() const { return stream_; }
+
+ private:
+  GpuModel() = default;
+  ModelConfig cfg_;
+  std::unique_ptr<DevicePool> pool_;
+  WeightTable table_;
+  ModelWeights w_;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<GpuDecoder> decoder_;
+};
+
+}  // namespace dsocr
