@@ -44,7 +44,7 @@ __global__ void __launch_bounds__(kBanThreads)
   if (threadIdx.x == 0) st->n_banned = count;
 }
 
-__global__ void decode_accept_kernel(int32_t* ids, DecodeSeqState* st, int32_t eos_id) {
+__global__ void decode_accept_kernel(int32_t* ids, DecodeSeqState* st) {
   DecodeSeqState s = *st;
   if (s.stop != kRunning) return;
   if (s.len >= s.capacity) {
@@ -55,7 +55,7 @@ __global__ void decode_accept_kernel(int32_t* ids, DecodeSeqState* st, int32_t e
   s.len += 1;
   s.pos = s.len - 1;
   s.generated += 1;
-  if (s.token == eos_id) s.stop = kStopEos;
+  if (s.token == s.eos_id) s.stop = kStopEos;
   else if (s.generated >= s.max_new) s.stop = kStopMaxTokens;
   else if (s.len >= s.capacity) s.stop = kStopCapacity;
   *st = s;
@@ -84,9 +84,9 @@ cudaError_t ngram_ban(const int32_t* ids, DecodeSeqState* st, const NGramBan& ba
   return cudaGetLastError();
 }
 
-cudaError_t decode_accept(int32_t* ids, DecodeSeqState* st, int32_t eos_id, cudaStream_t stream) {
+cudaError_t decode_accept(int32_t* ids, DecodeSeqState* st, cudaStream_t stream) {
   if (!ids || !st) return cudaErrorInvalidValue;
-  decode_accept_kernel<<<1, 1, 0, stream>>>(ids, st, eos_id);
+  decode_accept_kernel<<<1, 1, 0, stream>>>(ids, st);
   return cudaGetLastError();
 }
 

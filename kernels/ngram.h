@@ -22,7 +22,7 @@ struct DecodeSeqState {
   int32_t generated = 0;   // accepted tokens (EOS included)
   int32_t max_new = 0;     // stop after this many accepted tokens
   int32_t capacity = 0;    // ids / KV rows reserved for the sequence
-  int32_t pad = 0;
+  int32_t eos_id = 1;      // stop token (-1: none, benchmarks)
 };
 enum DecodeStop : int32_t { kRunning = 0, kStopEos = 1, kStopMaxTokens = 2, kStopCapacity = 3 };
 
@@ -47,12 +47,12 @@ cudaError_t ngram_ban(const int32_t* ids,   // [>= st->len] device
                       cudaStream_t stream);
 
 // Accepts st->token (the argmax): unless st->stop is set, ids[len] = token, len += 1,
-// pos = len - 1, generated += 1; then stop = kStopEos if token == eos_id, kStopMaxTokens if
+// pos = len - 1, generated += 1; then stop = kStopEos if token == st->eos_id, kStopMaxTokens if
 // generated >= st->max_new, kStopCapacity if len >= st->capacity (no room for the next token's
 // K/V). A stopped state is left unchanged (the host may run one step ahead of the stop). Limits
 // live in the state, not in launch arguments, so one captured graph serves every sequence.
 cudaError_t decode_accept(int32_t* ids,  // [st->capacity] device
-                          DecodeSeqState* st, int32_t eos_id, cudaStream_t stream);
+                          DecodeSeqState* st, cudaStream_t stream);
 
 // Token embedding rows: out[t] = table[ids[t]] (BF16 copy); ids outside [0, vocab) give a zero
 // row. ids are device memory (graph-capturable: the decode step embeds st->token).

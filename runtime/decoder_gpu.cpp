@@ -347,7 +347,7 @@ struct GpuDecoder::Impl {
     DSOCR_CUDA_TRY(ngram_ban(samp.ids, samp.state, ban, samp.banned, stream));
     DSOCR_CUDA_TRY(argmax_banned(work.logits, cfg.vocab, samp.banned, &samp.state->n_banned,
                                  &samp.state->token, work.argmax_ws, stream));
-    DSOCR_CUDA_TRY(decode_accept(samp.ids, samp.state, cfg.eos_id, stream));
+    DSOCR_CUDA_TRY(decode_accept(samp.ids, samp.state, stream));
     return Status::Ok();
   }
 
@@ -415,7 +415,8 @@ int64_t GpuDecoder::max_rows() const {
   return impl_->max_rows;
 }
 
-Status GpuDecoder::begin(const std::vector<int32_t>& prompt, int max_new, const NGramBan& ban) {
+Status GpuDecoder::begin(const std::vector<int32_t>& prompt, int max_new, const NGramBan& ban,
+                         bool stop_at_eos) {
   Impl& m = *impl_;
   const ModelConfig& c = m.cfg;
   const int64_t T = static_cast<int64_t>(prompt.size());
@@ -452,7 +453,7 @@ Status GpuDecoder::begin(const std::vector<int32_t>& prompt, int max_new, const 
   // The state as of the prompt: the next accepted token goes to ids[T], K/V row T.
   DecodeSeqState s;
   s.len = static_cast<int32_t>(T), s.prompt_len = s.len, s.pos = s.len - 1;
-  s.token = prompt.back(), s.max_new = max_new;
+  s.token = prompt.back(), s.max_new = max_new, s.eos_id = stop_at_eos ? c.eos_id : -1;
   s.capacity = static_cast<int32_t>(std::min<int64_t>(m.seq.capacity(), c.max_pos));
   DSOCR_CUDA_TRY(cudaMemcpyAsync(m.samp.state, &s, sizeof s, cudaMemcpyHostToDevice, m.stream));
   DSOCR_CUDA_TRY(cudaStreamSynchronize(m.stream));  // the host vectors above go out of scope

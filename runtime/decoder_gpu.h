@@ -55,8 +55,9 @@ class GpuDecoder {
   // Starts a sequence: checks the ids, reserves KV pages for prompt + max_new tokens (one-line
   // error naming the limit otherwise), uploads the history and page table, and embeds every
   // prompt row from the token table (image rows included: overwrite them afterwards).
-  // `ban`: the n-gram rule for generate().
-  Status begin(const std::vector<int32_t>& prompt, int max_new, const NGramBan& ban);
+  // `ban`: the n-gram rule for generate(); stop_at_eos = false runs to max_new (benchmarks).
+  Status begin(const std::vector<int32_t>& prompt, int max_new, const NGramBan& ban,
+               bool stop_at_eos = true);
   // [max_rows, dim] BF16 device rows of the prompt's input embeddings.
   uint16_t* input_rows() const;
   int64_t max_rows() const;

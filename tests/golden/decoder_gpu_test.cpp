@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <set>
 
@@ -125,6 +126,35 @@ void run_case(const std::string& name) {
               name.c_str(), e_logit, e_logit_off);
   EXPECT_LE(e_logit, e_logit_off);
 
+  // Teacher forcing on the official gen_ids: top-64 per step (and every step's full logits, to
+  // check that a second pass after free-running generation is bitwise identical).
+  auto teacher_force = [&](std::vector<double>& tv, std::vector<double>& ti,
+                           std::vector<float>& all) {
+    ASSERT_TRUE(start().ok());
+    const auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(dec.prefill(logits.data()).ok());
+    std::printf("  [%s] prefill of %lld tokens: %.2f ms (wall, incl. logits copy)\n",
+                name.c_str(), static_cast<long long>(T),
+                std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                    .count());
+    std::vector<float> vals(64);
+    std::vector<int64_t> ids(64);
+    for (int st = 0; st < steps; ++st) {
+      if (st > 0) {
+        const Status fs = dec.forced_step(gold_gen[st - 1], logits.data());
+        ASSERT_TRUE(fs.ok()) << fs.message();
+      }
+      all.insert(all.end(), logits.begin(), logits.end());
+      top_k_logits(logits.data(), cfg.vocab, 64, vals.data(), ids.data());
+      tv.insert(tv.end(), vals.begin(), vals.end());
+      ti.insert(ti.end(), ids.begin(), ids.end());
+    }
+    ASSERT_TRUE(dec.end().ok());
+  };
+  std::vector<double> tv, ti;
+  std::vector<float> tf_logits;
+  teacher_force(tv, ti, tf_logits);
+
   // Free-running generation (CUDA graph path).
   auto gen = dec.generate();
   ASSERT_TRUE(gen.ok()) << gen.message();
@@ -152,27 +182,18 @@ void run_case(const std::string& name) {
               static_cast<int>(gen->stop));
   EXPECT_GE(same, std::min<size_t>(tie, steps));
   ASSERT_TRUE(dec.end().ok());
-
-  // Teacher forcing on the official gen_ids: top-64 per step.
-  ASSERT_TRUE(start().ok());
-  const auto t0 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(dec.prefill(logits.data()).ok());
-  std::printf("  [%s] prefill of %lld tokens: %.2f ms (wall, incl. logits copy)\n", name.c_str(),
-              static_cast<long long>(T),
-              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  std::vector<double> tv, ti;
-  std::vector<float> vals(64);
-  std::vector<int64_t> ids(64);
-  for (int st = 0; st < steps; ++st) {
-    if (st > 0) {
-      s = dec.forced_step(gold_gen[st - 1], logits.data());
-      ASSERT_TRUE(s.ok()) << s.message();
-    }
-    top_k_logits(logits.data(), cfg.vocab, 64, vals.data(), ids.data());
-    tv.insert(tv.end(), vals.begin(), vals.end());
-    ti.insert(ti.end(), ids.begin(), ids.end());
+  {
+    std::vector<double> tv2, ti2;
+    std::vector<float> again;
+    teacher_force(tv2, ti2, again);
+    size_t diff = 0;
+    for (size_t i = 0; i < again.size() && i < tf_logits.size(); ++i)
+      diff += std::memcmp(&again[i], &tf_logits[i], 4) != 0;
+    std::printf("  [%s] teacher forcing repeated after generation: %zu of %zu logits differ\n",
+                name.c_str(), diff, again.size());
+    EXPECT_EQ(diff, 0u) << "the decoder is not deterministic across sequences";
   }
-  ASSERT_TRUE(dec.end().ok());
+
   const std::vector<double> rv = as_f64(*gf, "fp32ref_tf_top64_vals"),
                             ri = as_f64(*gf, "fp32ref_tf_top64_ids");
   int agree = 0, agree_off = 0;

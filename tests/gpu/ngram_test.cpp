@@ -70,11 +70,11 @@ TEST(NGramBan, AcceptStopsOnEosMaxAndCapacity) {
   auto set_state = [&](int32_t len, int32_t token, int32_t generated) {
     DecodeSeqState s;
     s.len = len, s.pos = len - 1, s.token = token, s.generated = generated;
-    s.max_new = max_new, s.capacity = cap;
+    s.max_new = max_new, s.capacity = cap, s.eos_id = eos;
     ASSERT_EQ(cudaMemcpy(dst.get(), &s, sizeof s, cudaMemcpyHostToDevice), cudaSuccess);
   };
   auto accept = [&] {
-    EXPECT_EQ(decode_accept(ids.get(), dst.get(), eos, nullptr), cudaSuccess);
+    EXPECT_EQ(decode_accept(ids.get(), dst.get(), nullptr), cudaSuccess);
     DecodeSeqState s;
     EXPECT_EQ(cudaMemcpy(&s, dst.get(), sizeof s, cudaMemcpyDeviceToHost), cudaSuccess);
     return s;
