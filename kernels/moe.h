@@ -139,6 +139,12 @@ size_t moe_prefill_workspace_bytes(int T, int top_k, int n_experts, int64_t dim,
 // topk_idx values in [0, n_experts) (ids out of range are skipped: they add nothing); dim,
 // moe_inter, shared_inter multiples of 32; ldx % 8 == 0, ldx >= dim, ldy >= dim; x, weights and
 // workspace 16-byte aligned; workspace holds moe_prefill_workspace_bytes(...); y does not alias x.
+// Optional launch shape (tests and benchmarks sweep it; null = the measured default).
+constexpr int kMoePrefillDefaultBlockRows = 64;
+struct MoePrefillTuning {
+  int block_rows = 0;  // tokens per grouped-GEMM tile: 64 or 128 (0 = default)
+};
+
 cudaError_t moe_prefill(const uint16_t* x,  // [T, ldx] BF16
                         int64_t ldx,
                         const int32_t* topk_idx,    // [T, top_k] device (moe_router output)
@@ -148,6 +154,6 @@ cudaError_t moe_prefill(const uint16_t* x,  // [T, ldx] BF16
                         int64_t ldy, GemvEpilogue ep,
                         void* workspace,  // [moe_prefill_workspace_bytes(...)]
                         int T, int dim, int n_experts, int top_k, int moe_inter, int shared_inter,
-                        cudaStream_t stream);
+                        cudaStream_t stream, const MoePrefillTuning* tuning = nullptr);
 
 }  // namespace dsocr

@@ -37,19 +37,25 @@ namespace {
 
 using cuda::kWarp;
 
-constexpr int kBM = 64;            // rows (tokens) per GEMM tile
+constexpr int kMinBM = 64;         // rows (tokens) per GEMM tile: 64 or 128 (MoePrefillTuning)
 constexpr int kBN = 256;           // B rows per tile: 128 gate + 128 up, or 256 down
 constexpr int kBK = 32;            // k per pipeline stage
 constexpr int kStages = 4;         // cp.async pipeline depth
 constexpr int kGemmThreads = 256;  // 8 warps: 2 (rows) × 4 (columns)
-constexpr int kABytes = kBM * kBK * 2;
 constexpr int kBBytes = kBN * kBK * 2;
-constexpr int kStageBytes = kABytes + kBBytes;    // 20 KB
-constexpr int kGemmSmem = kStages * kStageBytes;  // 80 KB
-constexpr int kGateUpCols = kBN / 2;              // act columns per gate+up tile
+// A tile of BM rows: BM = 32 · MI (MI m16 row tiles per warp).
+constexpr int a_bytes(int mi) {
+  return 32 * mi * kBK * 2;
+}
+constexpr int stage_bytes(int mi) {  // 20 KB (BM 64) or 24 KB (BM 128)
+  return a_bytes(mi) + kBBytes;
+}
+constexpr int gemm_smem(int mi) {  // 80 KB or 96 KB
+  return kStages * stage_bytes(mi);
+}
+constexpr int kGateUpCols = kBN / 2;  // act columns per gate+up tile
 constexpr int kRouteThreads = 1024;
 constexpr int kCombineThreads = 256;
-static_assert(kBM * (kBK / 8) == kGemmThreads, "one A chunk per thread per stage");
 static_assert(kBN * (kBK / 8) == 4 * kGemmThreads, "four B chunks per thread per stage");
 
 // A GEMM tile: group (expert id, or n_experts for the shared MLP), its first row within the group,
@@ -63,7 +69,8 @@ __device__ __forceinline__ uint32_t chunk_off(int r, int c) {  // [rows][32] BF1
 // ---- 1. Routing and tile lists ----
 __global__ void __launch_bounds__(kRouteThreads)
     moe_route_kernel(const int32_t* __restrict__ idx,  // [T, top_k]
-                     int T, int n_experts, int top_k, int ct_expert, int ct_shared, int ct_down,
+                     int T, int n_experts, int top_k, int bm, int ct_expert, int ct_shared,
+                     int ct_down,
                      int32_t* __restrict__ off,      // [n_experts + 1] out: expert row offsets
                      int32_t* __restrict__ n_tiles,  // [2] out: tiles of GEMM 1 and GEMM 2
                      int32_t* __restrict__ perm,     // [T * top_k] out: sorted row -> slot
@@ -87,7 +94,7 @@ __global__ void __launch_bounds__(kRouteThreads)
     s_pre[0][0] = s_pre[1][0] = 0;
     for (int i = 0; i <= n_experts; ++i) {  // list position i: the shared MLP, then experts
       const int g = i == 0 ? n_experts : i - 1;
-      const int rt = (s_cnt[g] + kBM - 1) / kBM;
+      const int rt = (s_cnt[g] + bm - 1) / bm;
       s_pre[0][i + 1] = s_pre[0][i] + rt * (g == n_experts ? ct_shared : ct_expert);
       s_pre[1][i + 1] = s_pre[1][i] + rt * ct_down;
     }
@@ -136,8 +143,8 @@ __global__ void __launch_bounds__(kRouteThreads)
           hi = mid;
       }
       const int g = lo == 0 ? n_experts : lo - 1;
-      const int rows = s_cnt[g], rt = (rows + kBM - 1) / kBM, local = i - s_pre[l][lo];
-      out[i] = make_int4(g, (local % rt) * kBM, local / rt, rows);
+      const int rows = s_cnt[g], rt = (rows + bm - 1) / bm, local = i - s_pre[l][lo];
+      out[i] = make_int4(g, (local % rt) * bm, local / rt, rows);
     }
   }
 }
@@ -156,9 +163,10 @@ struct GemmArgs {
   int T, dim, n_experts, top_k, moe_inter, shared_inter;
 };
 
-template <bool kGateUp>
-__global__ void __launch_bounds__(kGemmThreads, 2)
+template <bool kGateUp, int MI>
+__global__ void __launch_bounds__(kGemmThreads, MI == 2 ? 2 : 1)
     moe_grouped_gemm_kernel(GemmArgs a, MoeDeviceWeights w) {
+  constexpr int kABytes = a_bytes(MI), kStageBytes = stage_bytes(MI), kWarpRows = 16 * MI;
   if (static_cast<int>(blockIdx.x) >= *a.n_tiles) return;
   extern __shared__ __align__(128) uint8_t smem[];
   const Tile tile = a.tiles[blockIdx.x];
@@ -173,17 +181,17 @@ __global__ void __launch_bounds__(kGemmThreads, 2)
   const int n0 = ct * (kGateUp ? kGateUpCols : kBN);
 
   const int tid = threadIdx.x, warp = tid / kWarp, lane = tid % kWarp;
-  const int c = tid % 4, lr = tid / 4;  // loader: chunk c of A row lr, of B rows lr + 64 i
-  const uint16_t* a_src;
-  {
-    const int r = min(row0 + lr, rows - 1);  // padding rows: a copy of the last row, not stored
+  const int c = tid % 4, lr = tid / 4;  // loader: chunk c of A and B rows lr + 64 i
+  const uint16_t* a_src[MI / 2];
+#pragma unroll
+  for (int i = 0; i < MI / 2; ++i) {
+    const int r = min(row0 + lr + 64 * i, rows - 1);  // padding rows: copies, never stored
     if (kGateUp) {
       const int tok = sh ? r : a.perm[act_base + r] / a.top_k;
-      a_src = a.x + tok * a.ldx;
+      a_src[i] = a.x + tok * a.ldx + c * 8;
     } else {
-      a_src = act + (act_base + r) * inter;
+      a_src[i] = act + (act_base + r) * inter + c * 8;
     }
-    a_src += c * 8;
   }
   const uint16_t* b_src[4];
 #pragma unroll
@@ -200,7 +208,9 @@ __global__ void __launch_bounds__(kGemmThreads, 2)
   const uint32_t s_base = cuda::smem_addr(smem);
   auto load = [&](int stage, int kt) {
     const uint32_t sa = s_base + stage * kStageBytes, sb = sa + kABytes;
-    cuda::cp_async16(sa + chunk_off(lr, c), a_src + kt * kBK);
+#pragma unroll
+    for (int i = 0; i < MI / 2; ++i)
+      cuda::cp_async16(sa + chunk_off(lr + 64 * i, c), a_src[i] + kt * kBK);
 #pragma unroll
     for (int i = 0; i < 4; ++i)
       cuda::cp_async16(sb + chunk_off(lr + 64 * i, c), b_src[i] + kt * kBK);
@@ -212,9 +222,9 @@ __global__ void __launch_bounds__(kGemmThreads, 2)
   auto b_row = [&](int jp) {
     return kGateUp ? (jp / 2) * kGateUpCols + wn * 32 + (jp % 2) * 16 : wn * 64 + jp * 16;
   };
-  float acc[2][8][4];
+  float acc[MI][8][4];
 #pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
+  for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
     for (int j = 0; j < 8; ++j) acc[mi][j][0] = acc[mi][j][1] = acc[mi][j][2] = acc[mi][j][3] = 0.f;
 
@@ -233,18 +243,18 @@ __global__ void __launch_bounds__(kGemmThreads, 2)
     const uint32_t sa = s_base + (kt % kStages) * kStageBytes, sb = sa + kABytes;
 #pragma unroll
     for (int ks = 0; ks < kBK / 16; ++ks) {
-      uint32_t af[2][4];
+      uint32_t af[MI][4];
 #pragma unroll
-      for (int mi = 0; mi < 2; ++mi)
+      for (int mi = 0; mi < MI; ++mi)
         cuda::ldmatrix_x4(af[mi],
-                          sa + chunk_off(wm * 32 + mi * 16 + lane % 16, ks * 2 + lane / 16));
+                          sa + chunk_off(wm * kWarpRows + mi * 16 + lane % 16, ks * 2 + lane / 16));
 #pragma unroll
       for (int jp = 0; jp < 4; ++jp) {
         uint32_t b[4];
         cuda::ldmatrix_x4(
             b, sb + chunk_off(b_row(jp) + lane % 8 + (lane / 16) * 8, ks * 2 + (lane / 8) % 2));
 #pragma unroll
-        for (int mi = 0; mi < 2; ++mi) {
+        for (int mi = 0; mi < MI; ++mi) {
           cuda::mma_16816_bf16(acc[mi][2 * jp], af[mi][0], af[mi][1], af[mi][2], af[mi][3], b[0],
                                b[1]);
           cuda::mma_16816_bf16(acc[mi][2 * jp + 1], af[mi][0], af[mi][1], af[mi][2], af[mi][3],
@@ -257,10 +267,10 @@ __global__ void __launch_bounds__(kGemmThreads, 2)
   // Epilogue. Fragment (mi, j): rows wm·32 + mi·16 + lane/4 (+8), columns 2·(lane%4) (+1).
   const int fr = lane / 4, fc = 2 * (lane % 4);
 #pragma unroll
-  for (int mi = 0; mi < 2; ++mi)
+  for (int mi = 0; mi < MI; ++mi)
 #pragma unroll
     for (int hh = 0; hh < 2; ++hh) {
-      const int r = row0 + wm * 32 + mi * 16 + fr + 8 * hh;
+      const int r = row0 + wm * kWarpRows + mi * 16 + fr + 8 * hh;
       if (r >= rows) continue;
       if (kGateUp) {
         uint16_t* dst = act + (act_base + r) * inter;
@@ -351,20 +361,20 @@ int64_t ceil_div(int64_t a, int64_t b) {
 // Host-side bounds of the device-side tile lists, and the workspace carve-up.
 struct Plan {
   int ct_expert, ct_shared, ct_down;  // column tiles per group
-  int64_t max_tiles1, max_tiles2;
   size_t off_b, n_tiles_b, perm_b, tiles1_b, tiles2_b, act_b, act_sh_b, out_b, total;
 };
+// Upper bounds of the two tile lists for row tiles of bm: Σ_e ceil(n_e / bm) <=
+// ceil(Σ n_e / bm) + n_experts whatever the routing; the shared MLP has ceil(T / bm).
+int64_t max_tiles(const Plan& p, int list, int64_t T, int64_t top_k, int64_t n_experts, int bm) {
+  const int64_t rt_e = ceil_div(T * top_k, bm) + n_experts, rt_s = ceil_div(T, bm);
+  return list == 0 ? rt_e * p.ct_expert + rt_s * p.ct_shared : (rt_e + rt_s) * p.ct_down;
+}
 Plan make_plan(int64_t T, int64_t top_k, int64_t n_experts, int64_t dim, int64_t moe_inter,
                int64_t shared_inter) {
   Plan p;
   p.ct_expert = static_cast<int>(ceil_div(moe_inter, kGateUpCols));
   p.ct_shared = static_cast<int>(ceil_div(shared_inter, kGateUpCols));
   p.ct_down = static_cast<int>(ceil_div(dim, kBN));
-  // Σ_e ceil(n_e / BM) <= ceil(Σ n_e / BM) + n_experts, whatever the routing.
-  const int64_t rt_e = ceil_div(T * top_k, kBM) + n_experts;
-  const int64_t rt_s = ceil_div(T, kBM);
-  p.max_tiles1 = rt_e * p.ct_expert + rt_s * p.ct_shared;
-  p.max_tiles2 = (rt_e + rt_s) * p.ct_down;
   size_t o = 0;
   auto take = [&](size_t bytes) {
     const size_t at = o;
@@ -374,13 +384,35 @@ Plan make_plan(int64_t T, int64_t top_k, int64_t n_experts, int64_t dim, int64_t
   p.off_b = take(sizeof(int32_t) * (kMoeMaxExperts + 1));
   p.n_tiles_b = take(sizeof(int32_t) * 2);
   p.perm_b = take(sizeof(int32_t) * T * top_k);
-  p.tiles1_b = take(sizeof(Tile) * p.max_tiles1);
-  p.tiles2_b = take(sizeof(Tile) * p.max_tiles2);
+  // Tile lists sized for the smallest row tile (the most tiles).
+  p.tiles1_b = take(sizeof(Tile) * max_tiles(p, 0, T, top_k, n_experts, kMinBM));
+  p.tiles2_b = take(sizeof(Tile) * max_tiles(p, 1, T, top_k, n_experts, kMinBM));
   p.act_b = take(sizeof(uint16_t) * T * top_k * moe_inter);
   p.act_sh_b = take(sizeof(uint16_t) * T * shared_inter);
   p.out_b = take(sizeof(float) * (T * top_k + T) * dim);
   p.total = o;
   return p;
+}
+
+// The two grouped GEMMs with row tiles of 32 · MI.
+template <int MI>
+cudaError_t launch_gemms(GemmArgs a, const MoeDeviceWeights& w, int64_t grid1, int64_t grid2,
+                         Tile* tiles2, const int32_t* n_tiles2, cudaStream_t stream) {
+  constexpr int smem = gemm_smem(MI);
+  cudaError_t e = cudaFuncSetAttribute(moe_grouped_gemm_kernel<true, MI>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (e == cudaSuccess)
+    e = cudaFuncSetAttribute(moe_grouped_gemm_kernel<false, MI>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (e != cudaSuccess) return e;
+  moe_grouped_gemm_kernel<true, MI>
+      <<<static_cast<unsigned>(grid1), kGemmThreads, smem, stream>>>(a, w);
+  if ((e = cudaGetLastError()) != cudaSuccess) return e;
+  a.tiles = tiles2;
+  a.n_tiles = n_tiles2;
+  moe_grouped_gemm_kernel<false, MI>
+      <<<static_cast<unsigned>(grid2), kGemmThreads, smem, stream>>>(a, w);
+  return cudaGetLastError();
 }
 
 }  // namespace
@@ -393,7 +425,10 @@ size_t moe_prefill_workspace_bytes(int T, int top_k, int n_experts, int64_t dim,
 cudaError_t moe_prefill(const uint16_t* x, int64_t ldx, const int32_t* topk_idx,
                         const float* topk_w, const MoeDeviceWeights& w, void* y, int64_t ldy,
                         GemvEpilogue ep, void* workspace, int T, int dim, int n_experts, int top_k,
-                        int moe_inter, int shared_inter, cudaStream_t stream) {
+                        int moe_inter, int shared_inter, cudaStream_t stream,
+                        const MoePrefillTuning* tuning) {
+  const int bm = tuning && tuning->block_rows ? tuning->block_rows : kMoePrefillDefaultBlockRows;
+  if (bm != 64 && bm != 128) return cudaErrorInvalidValue;
   if (T < 1 || n_experts < 1 || n_experts > kMoeMaxExperts || top_k < 1 || top_k > n_experts ||
       top_k > kMoeMaxTopK || dim < kBK || dim % kBK || moe_inter < kBK || moe_inter % kBK ||
       shared_inter < kBK || shared_inter % kBK || ldx < dim || ldx % 8 || !aligned16(x) || !x ||
@@ -431,25 +466,16 @@ cudaError_t moe_prefill(const uint16_t* x, int64_t ldx, const int32_t* topk_idx,
              moe_inter,
              shared_inter};
 
-  cudaError_t e = cudaFuncSetAttribute(moe_grouped_gemm_kernel<true>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, kGemmSmem);
-  if (e == cudaSuccess)
-    e = cudaFuncSetAttribute(moe_grouped_gemm_kernel<false>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, kGemmSmem);
-  if (e != cudaSuccess) return e;
-
-  moe_route_kernel<<<1, kRouteThreads, 0, stream>>>(topk_idx, T, n_experts, top_k, p.ct_expert,
+  cudaError_t e;
+  moe_route_kernel<<<1, kRouteThreads, 0, stream>>>(topk_idx, T, n_experts, top_k, bm, p.ct_expert,
                                                     p.ct_shared, p.ct_down, off, n_tiles, perm,
                                                     tiles1, tiles2);
   if ((e = cudaGetLastError()) != cudaSuccess) return e;
-  moe_grouped_gemm_kernel<true>
-      <<<static_cast<unsigned>(p.max_tiles1), kGemmThreads, kGemmSmem, stream>>>(a, w);
-  if ((e = cudaGetLastError()) != cudaSuccess) return e;
-  a.tiles = tiles2;
-  a.n_tiles = n_tiles + 1;
-  moe_grouped_gemm_kernel<false>
-      <<<static_cast<unsigned>(p.max_tiles2), kGemmThreads, kGemmSmem, stream>>>(a, w);
-  if ((e = cudaGetLastError()) != cudaSuccess) return e;
+  const int64_t g1 = max_tiles(p, 0, T, top_k, n_experts, bm);
+  const int64_t g2 = max_tiles(p, 1, T, top_k, n_experts, bm);
+  e = bm == 64 ? launch_gemms<2>(a, w, g1, g2, tiles2, n_tiles + 1, stream)
+               : launch_gemms<4>(a, w, g1, g2, tiles2, n_tiles + 1, stream);
+  if (e != cudaSuccess) return e;
   moe_combine_kernel<<<T, kCombineThreads, 0, stream>>>(topk_idx, topk_w, a.out, y, ldy, ep, T, dim,
                                                         n_experts, top_k);
   return cudaGetLastError();

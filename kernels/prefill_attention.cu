@@ -21,6 +21,7 @@
 // Shared tiles are [rows][128] BF16 with the 16-byte chunk index XOR-swizzled by row % 8, so the
 // eight rows of one ldmatrix hit eight different bank groups.
 #include <cmath>
+#include <cstdint>
 
 #include "kernels/cuda_vec.cuh"
 #include "kernels/prefill_attention.h"
@@ -49,8 +50,9 @@ __device__ __forceinline__ uint32_t tile_off(int r, int c) {
 __global__ void __launch_bounds__(kThreads, 2)
     prefill_attn_kernel(const uint16_t* __restrict__ q,  // [T, ldq]
                         int64_t ldq, PagedKv kv,
-                        int64_t kv_ld,  // elements per cache row (n_heads · 128)
-                        int64_t p0, int T,
+                        int page_shift,  // log2(kv.page_size)
+                        int64_t kv_ld,   // elements per cache row (n_heads · 128)
+                        int p0, int T,
                         uint16_t* __restrict__ out,  // [T, ldo]
                         int64_t ldo, float scale_log2) {
   extern __shared__ __align__(128) uint8_t smem[];
@@ -61,11 +63,11 @@ __global__ void __launch_bounds__(kThreads, 2)
   const int g = lane / 4, qd = lane % 4;  // mma fragment row / column pair
   const int h = blockIdx.y;
   const int t0 = (gridDim.x - 1 - blockIdx.x) * kBlockQ;  // longest blocks first
-  const int64_t kv_len = p0 + T;
+  const int kv_len = p0 + T;
   const int t_last = min(t0 + kBlockQ, T) - 1;
-  const int n_tiles = static_cast<int>((p0 + t_last) / kBlockK) + 1;
+  const int n_tiles = (p0 + t_last) / kBlockK + 1;
   // Tiles whose every key is <= the block's first query position need no mask.
-  const int n_unmasked = static_cast<int>((p0 + t0 + 1) / kBlockK);
+  const int n_unmasked = (p0 + t0 + 1) / kBlockK;
 
   // Loader: thread copies chunk c of rows r0, r0 + 8, ..., r0 + 56.
   const int c = tid % kChunks, r0 = tid / kChunks;
@@ -76,19 +78,32 @@ __global__ void __launch_bounds__(kThreads, 2)
     const int t = min(t0 + r, T - 1);  // rows past T: a copy of the last row, never stored
     cuda::cp_async16(s_q + tile_off(r, c), q + t * ldq + head_off);
   }
+  // Page ids of the next tile to issue, loaded one tile ahead (their latency hides behind a
+  // tile of math). Rows r0 + 16j and r0 + 16j + 8 share a page (page_size >= 16, r0 < 8; a row
+  // clamped to kv_len - 1 stays in the same 16-row block), so 4 ids cover a thread's 8 rows.
+  const int page_mask = (1 << page_shift) - 1;
+  int page[kRowsPerThread / 2];
+  auto load_pages = [&](int tile) {
+#pragma unroll
+    for (int j = 0; j < kRowsPerThread / 2; ++j)
+      page[j] = kv.page_table[min(tile * kBlockK + r0 + 16 * j, kv_len - 1) >> page_shift];
+  };
   auto load_kv = [&](int tile, int buf) {
 #pragma unroll
     for (int i = 0; i < kRowsPerThread; ++i) {
       const int r = r0 + 8 * i;
-      const int64_t pos = min(static_cast<int64_t>(tile) * kBlockK + r, kv_len - 1);
-      const int64_t src = kv_row(kv, pos) * kv_ld + head_off;
+      const int pos = min(tile * kBlockK + r, kv_len - 1);  // kv_row(kv, pos), as shifts
+      const int64_t row = (static_cast<int64_t>(page[i / 2]) << page_shift) + (pos & page_mask);
+      const int64_t src = row * kv_ld + head_off;
       const uint32_t dst = static_cast<uint32_t>(buf * kTileBytes) + tile_off(r, c);
       cuda::cp_async16(s_k + dst, kv.k + src);
       cuda::cp_async16(s_v + dst, kv.v + src);
     }
   };
+  load_pages(0);
   load_kv(0, 0);
   cuda::cp_async_commit();
+  if (n_tiles > 1) load_pages(1);
 
   uint32_t qa[kHd / 16][4];  // Q as A fragments, k-steps of 16 dims
   float o[kHd / 8][4];       // O, 16 n-tiles of 8 dims
@@ -100,6 +115,7 @@ __global__ void __launch_bounds__(kThreads, 2)
     if (it + 1 < n_tiles) {
       load_kv(it + 1, (it + 1) & 1);
       cuda::cp_async_commit();
+      if (it + 2 < n_tiles) load_pages(it + 2);
       cuda::cp_async_wait<1>();
     } else {
       cuda::cp_async_wait<0>();
@@ -130,7 +146,7 @@ __global__ void __launch_bounds__(kThreads, 2)
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr) {
         const int t = min(t0 + warp * 16 + g + 8 * rr, T - 1);
-        const int64_t lim = p0 + t - static_cast<int64_t>(it) * kBlockK;  // last key in tile
+        const int lim = p0 + t - it * kBlockK;  // last unmasked key, relative to the tile
 #pragma unroll
         for (int j = 0; j < kBlockK / 8; ++j)
 #pragma unroll
@@ -216,8 +232,8 @@ cudaError_t prefill_attention(const uint16_t* q, int64_t ldq, const PagedKv& kv,
                               uint16_t* out, int64_t ldo, int n_heads, int head_dim, float scale,
                               cudaStream_t stream) {
   const int64_t row = static_cast<int64_t>(n_heads) * head_dim;
-  if (head_dim != kHd || n_heads < 1 || n_heads > 65535 || T < 1 || p0 < 0 || !(scale > 0.f) ||
-      !q || !out || !kv.k || !kv.v || !kv.page_table ||
+  if (head_dim != kHd || n_heads < 1 || n_heads > 65535 || T < 1 || p0 < 0 || p0 + T > INT32_MAX ||
+      !(scale > 0.f) || !q || !out || !kv.k || !kv.v || !kv.page_table ||
       (kv.page_size != 16 && kv.page_size != 32 && kv.page_size != 64) || ldq < row || ldq % 8 ||
       ldo < row || ldo % 8 || !aligned16(q) || !aligned16(kv.k) || !aligned16(kv.v) ||
       !aligned16(out))
@@ -226,7 +242,9 @@ cudaError_t prefill_attention(const uint16_t* q, int64_t ldq, const PagedKv& kv,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
   if (e != cudaSuccess) return e;
   const dim3 grid((T + kBlockQ - 1) / kBlockQ, n_heads);
-  prefill_attn_kernel<<<grid, kThreads, kSmemBytes, stream>>>(q, ldq, kv, row, p0, T, out, ldo,
+  const int page_shift = kv.page_size == 16 ? 4 : kv.page_size == 32 ? 5 : 6;
+  prefill_attn_kernel<<<grid, kThreads, kSmemBytes, stream>>>(q, ldq, kv, page_shift, row,
+                                                              static_cast<int>(p0), T, out, ldo,
                                                               static_cast<float>(scale * M_LOG2E));
   return cudaGetLastError();
 }

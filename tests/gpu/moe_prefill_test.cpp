@@ -141,21 +141,6 @@ void run_prefill(const Layer& L, int T, Routing how, uint64_t seed, const std::s
   route(L, x, ld, T, how, rng, &idx, &w);
   const std::string name = label + " T=" + std::to_string(T);
 
-  DevBuf<uint16_t> dx(x), dres(res), dbf(static_cast<size_t>(T) * ld);
-  DevBuf<int32_t> didx(idx);
-  DevBuf<float> dw(w), dyf(static_cast<size_t>(T) * ld);
-  DevBuf<uint8_t> ws(
-      moe_prefill_workspace_bytes(T, s.top_k, s.n_experts, s.dim, s.moe_inter, s.shared_inter));
-  auto run = [&](void* y, GemvEpilogue ep) {
-    return moe_prefill(dx.get(), ld, didx.get(), dw.get(), L.dw, y, ld, ep, ws.get(), T, s.dim,
-                       s.n_experts, s.top_k, s.moe_inter, s.shared_inter, nullptr);
-  };
-  LAUNCH_OK(run(dres.get(), GemvEpilogue::kAddBf16));
-  ws.poison();
-  LAUNCH_OK(run(dbf.get(), GemvEpilogue::kStoreBf16));
-  ws.poison();
-  LAUNCH_OK(run(dyf.get(), GemvEpilogue::kStoreF32));
-
   // x without padding for the evaluation.
   std::vector<uint16_t> xc(static_cast<size_t>(T) * s.dim);
   for (int t = 0; t < T; ++t) std::copy_n(x.begin() + t * ld, s.dim, xc.begin() + t * s.dim);
@@ -169,20 +154,43 @@ void run_prefill(const Layer& L, int T, Routing how, uint64_t seed, const std::s
       naive_add[o] = round_bf16(r + ev.yf[o]);
       naive_bf[o] = round_bf16(ev.yf[o]);
     }
-  const std::vector<uint16_t> got_add = dres.download(), got_bf = dbf.download();
-  const std::vector<float> got_f = dyf.download();
-  expect_2x_naive(name + " residual-add bf16", columns(bf16_to_f64(got_add), T, s.dim, ld),
-                  naive_add, ref_add);
-  expect_2x_naive(name + " store bf16", columns(bf16_to_f64(got_bf), T, s.dim, ld), naive_bf,
-                  ev.yd);
-  const std::vector<double> kern_f = columns(to_f64(got_f), T, s.dim, ld);
-  expect_2x_naive(name + " store f32", kern_f, to_f64(ev.yf), ev.yd);
-  EXPECT_EQ(padding_written(got_bf, T, s.dim, ld), 0) << name << ": padding columns written";
-  EXPECT_EQ(padding_written(got_f, T, s.dim, ld), 0) << name << ": padding columns written";
-  int64_t add_pad = 0;  // the residual's padding columns must keep their values
-  for (int t = 0; t < T; ++t)
-    for (int64_t i = s.dim; i < ld; ++i) add_pad += got_add[t * ld + i] != res[t * ld + i];
-  EXPECT_EQ(add_pad, 0) << name << ": residual padding columns written";
+
+  DevBuf<uint16_t> dx(x);
+  DevBuf<int32_t> didx(idx);
+  DevBuf<float> dw(w);
+  DevBuf<uint8_t> ws(
+      moe_prefill_workspace_bytes(T, s.top_k, s.n_experts, s.dim, s.moe_inter, s.shared_inter));
+  std::vector<double> kern_f;
+  for (int bm : {64, 128}) {  // every row-tile size the launcher can pick
+    const std::string nm = name + " bm=" + std::to_string(bm);
+    const MoePrefillTuning tune{bm};
+    DevBuf<uint16_t> dres(res), dbf(static_cast<size_t>(T) * ld);
+    DevBuf<float> dyf(static_cast<size_t>(T) * ld);
+    auto run = [&](void* y, GemvEpilogue ep) {
+      return moe_prefill(dx.get(), ld, didx.get(), dw.get(), L.dw, y, ld, ep, ws.get(), T, s.dim,
+                         s.n_experts, s.top_k, s.moe_inter, s.shared_inter, nullptr, &tune);
+    };
+    ws.poison();
+    LAUNCH_OK(run(dres.get(), GemvEpilogue::kAddBf16));
+    ws.poison();
+    LAUNCH_OK(run(dbf.get(), GemvEpilogue::kStoreBf16));
+    ws.poison();
+    LAUNCH_OK(run(dyf.get(), GemvEpilogue::kStoreF32));
+    const std::vector<uint16_t> got_add = dres.download(), got_bf = dbf.download();
+    const std::vector<float> got_f = dyf.download();
+    expect_2x_naive(nm + " residual-add bf16", columns(bf16_to_f64(got_add), T, s.dim, ld),
+                    naive_add, ref_add);
+    expect_2x_naive(nm + " store bf16", columns(bf16_to_f64(got_bf), T, s.dim, ld), naive_bf,
+                    ev.yd);
+    kern_f = columns(to_f64(got_f), T, s.dim, ld);
+    expect_2x_naive(nm + " store f32", kern_f, to_f64(ev.yf), ev.yd);
+    EXPECT_EQ(padding_written(got_bf, T, s.dim, ld), 0) << nm << ": padding columns written";
+    EXPECT_EQ(padding_written(got_f, T, s.dim, ld), 0) << nm << ": padding columns written";
+    int64_t add_pad = 0;  // the residual's padding columns must keep their values
+    for (int t = 0; t < T; ++t)
+      for (int64_t i = s.dim; i < ld; ++i) add_pad += got_add[t * ld + i] != res[t * ld + i];
+    EXPECT_EQ(add_pad, 0) << nm << ": residual padding columns written";
+  }
 
   if (T <= kMoeDecodeMaxT && how != Routing::kSkewed) {  // moe_decode on the same routing
     DevBuf<float> dyd(static_cast<size_t>(T) * ld);
@@ -231,8 +239,8 @@ TEST_F(MoePrefillModel, RandomAndSkewedRouting) {
   run_prefill(*layer_, 300, Routing::kSkewed, 33, "model skewed");
 }
 
-// Timing: median of 20 after warm-up; the 454 MB of weights do not fit in L2, so every launch
-// streams them from DRAM.
+// Timing: 20 samples of 5 back-to-back calls (host launch latency hidden), median per call,
+// after 10 warm-up calls; the 454 MB of weights do not fit in L2, so every call streams them.
 TEST_F(MoePrefillModel, Perf) {
   DSOCR_SKIP_WITHOUT_GPU();
   const Shape& s = kModel;
@@ -247,32 +255,39 @@ TEST_F(MoePrefillModel, Perf) {
     DevBuf<float> dw(w);
     DevBuf<uint8_t> ws(
         moe_prefill_workspace_bytes(T, s.top_k, s.n_experts, s.dim, s.moe_inter, s.shared_inter));
-    auto run = [&] {
-      return moe_prefill(dx.get(), s.dim, didx.get(), dw.get(), layer_->dw, dy.get(), s.dim,
-                         GemvEpilogue::kStoreBf16, ws.get(), T, s.dim, s.n_experts, s.top_k,
-                         s.moe_inter, s.shared_inter, nullptr);
-    };
-    for (int i = 0; i < 3; ++i) LAUNCH_OK(run());
-    cudaEvent_t a, b;
-    ASSERT_EQ(cudaEventCreate(&a), cudaSuccess);
-    ASSERT_EQ(cudaEventCreate(&b), cudaSuccess);
-    std::vector<float> ms;
-    for (int i = 0; i < 20; ++i) {
-      ASSERT_EQ(cudaEventRecord(a), cudaSuccess);
-      ASSERT_EQ(run(), cudaSuccess);
-      ASSERT_EQ(cudaEventRecord(b), cudaSuccess);
-      ASSERT_EQ(cudaEventSynchronize(b), cudaSuccess);
-      float t = 0;
-      ASSERT_EQ(cudaEventElapsedTime(&t, a, b), cudaSuccess);
-      ms.push_back(t);
+    for (int bm : {64, 128}) {
+      const MoePrefillTuning tune{bm};
+      auto run = [&] {
+        return moe_prefill(dx.get(), s.dim, didx.get(), dw.get(), layer_->dw, dy.get(), s.dim,
+                           GemvEpilogue::kStoreBf16, ws.get(), T, s.dim, s.n_experts, s.top_k,
+                           s.moe_inter, s.shared_inter, nullptr, &tune);
+      };
+      for (int i = 0; i < 10; ++i) ASSERT_EQ(run(), cudaSuccess);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      cudaEvent_t a, b;
+      ASSERT_EQ(cudaEventCreate(&a), cudaSuccess);
+      ASSERT_EQ(cudaEventCreate(&b), cudaSuccess);
+      constexpr int kBatch = 5;
+      std::vector<float> ms;
+      for (int i = 0; i < 20; ++i) {
+        ASSERT_EQ(cudaEventRecord(a), cudaSuccess);
+        for (int j = 0; j < kBatch; ++j) ASSERT_EQ(run(), cudaSuccess);
+        ASSERT_EQ(cudaEventRecord(b), cudaSuccess);
+        ASSERT_EQ(cudaEventSynchronize(b), cudaSuccess);
+        float t = 0;
+        ASSERT_EQ(cudaEventElapsedTime(&t, a, b), cudaSuccess);
+        ms.push_back(t / kBatch);
+      }
+      std::sort(ms.begin(), ms.end());
+      const double us = ms[ms.size() / 2] * 1e3;
+      const double flop = 2.0 * T * s.dim * (3.0 * s.top_k * s.moe_inter + 3.0 * s.shared_inter);
+      std::printf(
+          "  PERF moe_prefill T=%d bm=%d: %8.1f us  %6.1f TFLOP/s (useful)  %6.1f GB/s "
+          "weights\n",
+          T, bm, us, flop / us * 1e-6, 454e6 / us * 1e-3);
+      cudaEventDestroy(a);
+      cudaEventDestroy(b);
     }
-    std::sort(ms.begin(), ms.end());
-    const double us = ms[ms.size() / 2] * 1e3;
-    const double flop = 2.0 * T * s.dim * (3.0 * s.top_k * s.moe_inter + 3.0 * s.shared_inter);
-    std::printf("  PERF moe_prefill T=%d: %8.1f us  %6.1f TFLOP/s (useful)  %6.1f GB/s weights\n",
-                T, us, flop / us * 1e-6, 454e6 / us * 1e-3);
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
   }
 }
 
@@ -309,6 +324,10 @@ TEST(MoePrefill, Rejects) {
   EXPECT_EQ(call(64, 24, 2, 64), cudaErrorInvalidValue);  // moe_inter % 32
   EXPECT_EQ(call(64, 32, 5, 64), cudaErrorInvalidValue);  // top_k > n_experts
   EXPECT_EQ(call(64, 32, 2, 60), cudaErrorInvalidValue);  // ldx
+  const MoePrefillTuning bad{96};
+  EXPECT_EQ(moe_prefill(x.get(), 64, idx.get(), w.get(), L.dw, y.get(), 64,
+                        GemvEpilogue::kStoreBf16, ws.get(), 4, 64, 4, 2, 32, 64, nullptr, &bad),
+            cudaErrorInvalidValue);  // row tile
 }
 
 }  // namespace
