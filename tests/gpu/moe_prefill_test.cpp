@@ -70,7 +70,9 @@ Eval evaluate(const Layer& L, const std::vector<uint16_t>& x, int T,
   return ev;
 }
 
-enum class Routing { kRouter, kRandom, kSkewed };
+// kDuplicates: random, with every third token holding its first expert twice (against moe_prefill's
+// PRECOND; the kernel must still give each slot its own row, so the result stays the plain sum).
+enum class Routing { kRouter, kRandom, kSkewed, kDuplicates };
 
 // Top-k ids and weights for T tokens of x.
 void route(const Layer& L, const std::vector<uint16_t>& x, int64_t ldx, int T, Routing how,
@@ -94,9 +96,10 @@ void route(const Layer& L, const std::vector<uint16_t>& x, int64_t ldx, int T, R
   const int lo = s.n_experts / 2, n_few = std::min(s.top_k + 2, s.n_experts - lo);
   for (int t = 0; t < T; ++t) {
     int32_t* it = idx->data() + t * s.top_k;
-    if (how == Routing::kRandom) {
+    if (how != Routing::kSkewed) {
       for (int k = 0; k < s.top_k; ++k)
         std::swap(pool[k], pool[k + rng.below(s.n_experts - k)]), it[k] = pool[k];
+      if (how == Routing::kDuplicates && t % 3 == 0) it[s.top_k - 1] = it[0];
     } else {
       std::vector<int32_t> few(n_few);
       std::iota(few.begin(), few.end(), lo);
@@ -192,7 +195,8 @@ void run_prefill(const Layer& L, int T, Routing how, uint64_t seed, const std::s
     EXPECT_EQ(add_pad, 0) << nm << ": residual padding columns written";
   }
 
-  if (T <= kMoeDecodeMaxT && how != Routing::kSkewed) {  // moe_decode on the same routing
+  if (T <= kMoeDecodeMaxT && how != Routing::kSkewed &&
+      how != Routing::kDuplicates) {  // moe_decode on the same routing
     DevBuf<float> dyd(static_cast<size_t>(T) * ld);
     DevBuf<uint8_t> wsd(moe_decode_workspace_bytes(T, s.top_k, s.moe_inter, s.shared_inter));
     LAUNCH_OK(moe_decode(dx.get(), ld, didx.get(), dw.get(), L.dw, dyd.get(), ld,
@@ -203,7 +207,7 @@ void run_prefill(const Layer& L, int T, Routing how, uint64_t seed, const std::s
     std::printf("  %-58s vs moe_decode %.3e (2x naive %.3e)\n", name.c_str(), d, 2 * naive);
     EXPECT_LE(d, 2 * naive + 0x1.0p-24) << name << " vs moe_decode";
   }
-  if (T <= 64) {  // moe_ref (float32) on the same routing
+  if (T <= 64 && how != Routing::kDuplicates) {  // moe_ref (float32) on the same routing
     std::vector<float> xf = widen(xc), yref(static_cast<size_t>(T) * s.dim);
     std::vector<float> scratch(moe_scratch_floats(T, s.dim, s.moe_inter, s.shared_inter));
     moe_ref(xf.data(), idx.data(), w.data(), L.experts_h.data(), L.shared_h, yref.data(),
@@ -297,6 +301,8 @@ TEST(MoePrefill, OddShapes) {
     const Layer L({64, 10, 3, 32, 64}, 5, 0.3f);
     for (int T : {1, 3, 7, 70}) run_prefill(L, T, Routing::kRouter, 50 + T, "dim64 e10 k3 i32 s64");
     run_prefill(L, 65, Routing::kSkewed, 49, "dim64 e10 k3 skewed", 8);
+    run_prefill(L, 2100, Routing::kRouter, 48, "dim64 e10 k3 (two routing chunks)");
+    run_prefill(L, 40, Routing::kDuplicates, 47, "dim64 e10 k3 duplicate ids");
   }
   {
     const Layer L({96, 7, 2, 160, 96}, 6, 0.2f);  // column tiles cut mid-tile, shared < inter
