@@ -1,6 +1,7 @@
 // Device helpers shared by the decoder's CUDA kernels (gemv, moe_decode, rmsnorm, rope,
-// decode_attention, argmax): 16-byte vector loads, BF16 <-> FP32 conversion, warp reductions, and
-// the lane-partial dot-product core of every bandwidth-bound GEMV-like kernel.
+// decode_attention, argmax, prefill_attention, moe_prefill): 16-byte vector loads, BF16 <-> FP32
+// conversion, warp reductions, the lane-partial dot-product core of every bandwidth-bound
+// GEMV-like kernel, and the cp.async / ldmatrix / mma.sync wrappers of the tensor-core kernels.
 // Internal to kernels/*.cu: include only from .cu files (device code). BF16 values travel as
 // uint16_t bit patterns, as everywhere in dsocr (loader/bf16.h).
 #pragma once
@@ -138,6 +139,36 @@ __device__ __forceinline__ void mma_16816_bf16(float (&c)[4], uint32_t a0, uint3
       "{%8, %9}, {%0, %1, %2, %3};"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
       : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+// ---- Shared-memory staging for the tensor-core kernels (prefill attention, MoE prefill) ----
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+// 16-byte asynchronous global -> shared copy, bypassing L1 (cp.async.cg, sm_80+).
+__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(dst), "l"(src) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;" ::: "memory");
+}
+// Waits until at most N of this thread's committed groups are still in flight.
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+// Four 8x8 BF16 matrices from shared memory; lanes 8i..8i+7 give the row addresses of matrix i,
+// r[i] is this lane's fragment of matrix i (row lane/4, columns 2(lane%4)..+1; with .trans the
+// matrix is transposed on the way: rows 2(lane%4)..+1 of column lane/4).
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
 }
 
 }  // namespace dsocr::cuda

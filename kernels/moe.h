@@ -117,3 +117,43 @@ cudaError_t moe_decode_down(const int32_t* topk_idx, const float* topk_w, const 
                             cudaStream_t stream);
 
 }  // namespace dsocr
+
+// =================================================================================================
+// CUDA launchers (kernels/moe_prefill.cu): the MoE for a prefill chunk (any T), grouped GEMMs on
+// tensor cores; routing on the device as in moe_decode (no host sync, graph-capturable).
+// =================================================================================================
+namespace dsocr {
+
+// Bytes of scratch moe_prefill needs for T tokens (routing, expert-sorted activations, FP32
+// per-(token, k) expert outputs).
+size_t moe_prefill_workspace_bytes(int T, int top_k, int n_experts, int64_t dim, int64_t moe_inter,
+                                   int64_t shared_inter);
+
+// Prefill MoE, four launches: (1) route: rows per expert, an expert-sorted list of (token, k)
+// slots (ascending token within an expert) and the GEMM tile lists; (2) grouped GEMM gate+up over
+// every (expert, token group) and the shared experts (a group of all T tokens, weight 1):
+// act = bf16(silu(x·gateᵀ)·(x·upᵀ)); (3) grouped GEMM down -> FP32 per (token, k); (4) combine:
+// per token Σ_k w_k·out_k (k = 0..top_k-1) + out_shared in FP32, then the epilogue as moe_decode
+// (kAddBf16 adds into y, the BF16 residual stream, with one rounding; kStoreF32 / kStoreBf16).
+// PRECOND: T >= 1; 1 <= n_experts <= kMoeMaxExperts; 1 <= top_k <= min(n_experts, kMoeMaxTopK);
+// topk_idx values in [0, n_experts) (ids out of range are skipped: they add nothing); dim,
+// moe_inter, shared_inter multiples of 32; ldx % 8 == 0, ldx >= dim, ldy >= dim; x, weights and
+// workspace 16-byte aligned; workspace holds moe_prefill_workspace_bytes(...); y does not alias x.
+// Optional launch shape (tests and benchmarks sweep it; null = the measured default).
+constexpr int kMoePrefillDefaultBlockRows = 64;
+struct MoePrefillTuning {
+  int block_rows = 0;  // tokens per grouped-GEMM tile: 64 or 128 (0 = default)
+};
+
+cudaError_t moe_prefill(const uint16_t* x,  // [T, ldx] BF16
+                        int64_t ldx,
+                        const int32_t* topk_idx,    // [T, top_k] device (moe_router output)
+                        const float* topk_w,        // [T, top_k] device
+                        const MoeDeviceWeights& w,  // device pointers
+                        void* y,                    // [T, ldy]: float or BF16 per `ep`
+                        int64_t ldy, GemvEpilogue ep,
+                        void* workspace,  // [moe_prefill_workspace_bytes(...)]
+                        int T, int dim, int n_experts, int top_k, int moe_inter, int shared_inter,
+                        cudaStream_t stream, const MoePrefillTuning* tuning = nullptr);
+
+}  // namespace dsocr

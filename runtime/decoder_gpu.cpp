@@ -11,49 +11,17 @@
 #include "kernels/gemm.h"
 #include "kernels/linear.h"
 #include "kernels/moe.h"
+#include "kernels/prefill_attention.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "loader/bf16.h"
 #include "runtime/cuda_check.h"
 
-#if __has_include("kernels/prefill_attention.h")
 #include "kernels/prefill_attention.h"
-#define DSOCR_HAVE_PREFILL_KERNELS 1
-#endif
 
 namespace dsocr {
 namespace {
 
-#ifndef DSOCR_HAVE_PREFILL_KERNELS
-// TEMPORARY stand-ins until the prefill kernels land: attention token by token with the decode
-// kernel, MoE in chunks of kMoeDecodeMaxT tokens. Correct, slow.
-size_t moe_prefill_workspace_bytes(int, int, int, int64_t, int64_t, int64_t) { return 0; }
-cudaError_t prefill_attention(const uint16_t* q, int64_t ldq, const PagedKv& kv, int64_t p0, int T,
-                              uint16_t* out, int64_t ldo, int n_heads, int head_dim, float scale,
-                              cudaStream_t stream, const int32_t* pos_ids, void* ws,
-                              int64_t max_kv) {
-  (void)p0;
-  for (int t = 0; t < T; ++t) {
-    const cudaError_t e = decode_attention(q + t * ldq, kv, pos_ids + t, out + t * ldo, ws, max_kv,
-                                           n_heads, head_dim, scale, stream);
-    if (e != cudaSuccess) return e;
-  }
-  return cudaSuccess;
-}
-cudaError_t moe_prefill(const uint16_t* x, int64_t ldx, const int32_t* topk_idx,
-                        const float* topk_w, const MoeDeviceWeights& w, void* y, int64_t ldy,
-                        GemvEpilogue ep, void* ws, int T, int dim, int n_experts, int top_k,
-                        int moe_inter, int shared_inter, cudaStream_t stream) {
-  for (int t0 = 0; t0 < T; t0 += kMoeDecodeMaxT) {
-    const int n = std::min(kMoeDecodeMaxT, T - t0);
-    const cudaError_t e = moe_decode(x + t0 * ldx, ldx, topk_idx + t0 * top_k, topk_w + t0 * top_k,
-                                     w, static_cast<float*>(y) + t0 * ldy, ldy, ep, ws, n, dim,
-                                     n_experts, top_k, moe_inter, shared_inter, stream);
-    if (e != cudaSuccess) return e;
-  }
-  return cudaSuccess;
-}
-#endif
 
 constexpr uint64_t kAlign = 256;
 
@@ -236,14 +204,8 @@ struct GpuDecoder::Impl {
                           GemvEpilogue::kStoreF32, stream));
       delta_bf16 = false;
     } else {
-#ifdef DSOCR_HAVE_PREFILL_KERNELS
       DSOCR_CUDA_TRY(prefill_attention(work.qkv, 3 * d, pkv, pos, static_cast<int>(T), work.attn,
                                        d, cfg.n_heads, cfg.head_dim, scale, stream));
-#else
-      DSOCR_CUDA_TRY(prefill_attention(work.qkv, 3 * d, pkv, pos, static_cast<int>(T), work.attn,
-                                       d, cfg.n_heads, cfg.head_dim, scale, stream, pos_dev,
-                                       work.attn_ws, cfg.max_pos));
-#endif
       GemmArgs g;
       g.m = T, g.n = d, g.k = d;
       g.a = work.attn, g.lda = d, g.w = L.o, g.ldw = d;

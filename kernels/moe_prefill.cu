@@ -1,0 +1,551 @@
+// Prefill MoE of the DeepSeek-V2 decoder on the GPU (contract in moe.h; CPU reference moe_ref.cpp;
+// HF `DeepseekV2MoE.moe_infer`, ../shared/MODEL.md §7.1): permute tokens by expert, grouped GEMMs,
+// unpermute with the router weights (DESIGN.md §5).
+//
+// Napkin math per MoE layer at T = 912 (top-6 of 64, dim 1280, inter 896, shared 1792), H200:
+// weights 64 · 3 · 896 · 1280 · 2 B = 440 MB + shared 13.8 MB -> 0.11 ms at 4.25 TB/s if each is
+// read once; FLOPs 912 · (6 · 3 · 896 + 3 · 1792) · 1280 · 2 = 50 GFLOP -> ~0.1 ms at ~500 TFLOP/s
+// of mma.sync. Both floors are close: every expert weight byte must come from DRAM once (the tiles
+// of one expert run next to each other, so the other row tiles find it in L2), and the tensor
+// cores must be kept busy. ~86 rows per expert on average: BM = 64 wastes a third of the MMAs on
+// padding rows; BM = 32 would read each expert's weights from L2 a third more often.
+//
+// Launches (all grids sized on the host from T, the real work read on the device):
+//  1. route (one block): rows per expert (shared-memory atomics: order-free counts), expert
+//     offsets, perm = the (token, k) slots sorted by expert then token (the tokens' ids staged
+//     in shared memory as bytes; a warp per expert, a byte compare and a ballot per 32 tokens:
+//     deterministic), and two lists of GEMM tiles (group, first row, column tile). Group
+//     n_experts is the shared MLP: every token, weight 1.
+//  2. gate+up grouped GEMM: a block computes BM rows × 128 columns of gate AND the same 128 of up
+//     (a BM × 256 product with B = [gate rows; up rows]), A rows gathered from x by token, then
+//     act = bf16(silu(g)·u) into the expert-sorted act buffer (shared: its own [T, 1792]).
+//  3. down grouped GEMM: BM rows × 256 output columns, A = act rows (contiguous per group),
+//     FP32 stored at the row's slot t·top_k + k (shared: T·top_k + t).
+//  4. combine: per token, Σ_k w_k·out[t, k] (k = 0..top_k-1) + out_shared[t] in FP32, epilogue.
+// GEMM block: 256 threads = 2 × 4 warps of BM/2 rows × 64 B-columns (BM/32 × 8 mma tiles
+// m16n8k16), K-steps of 32 through a 4-stage cp.async pipeline. BM = 64 (default: 80 KB of shared
+// memory, 2 blocks per SM) or 128 (96 KB, 1 block per SM; fewer L2 reads of the weights, but
+// slower on H100 at T = 912: 380 vs 355 µs, MoePrefillTuning sweeps it).
+// Shared rows are 64 bytes (4 chunks of 16 B), the chunk XOR-swizzled by (row / 2) % 4 so the 8
+// rows of an ldmatrix land in 8 different 16-byte bank groups. Weights are [n, k] row-major
+// (nn.Linear), so both operands are k-contiguous: non-transposed ldmatrix for A and B.
+// Blocks whose tile index is past the device-side tile count exit at once.
+// Measured (H100, T = 912, whole call 355 µs at boost clocks; per kernel under ncu, base clocks):
+// route 35 µs, gate+up 225 µs, down 119 µs, combine 20 µs. Next: the route block (one block,
+// latency-bound: stage the ids once, unroll the id loads), and a wgmma/TMA GEMM core.
+#include <algorithm>
+
+#include "kernels/cuda_vec.cuh"
+#include "kernels/moe.h"
+
+namespace dsocr {
+namespace {
+
+using cuda::kWarp;
+
+constexpr int kMinBM = 64;         // rows (tokens) per GEMM tile: 64 or 128 (MoePrefillTuning)
+constexpr int kBN = 256;           // B rows per tile: 128 gate + 128 up, or 256 down
+constexpr int kBK = 32;            // k per pipeline stage
+constexpr int kStages = 4;         // cp.async pipeline depth
+constexpr int kGemmThreads = 256;  // 8 warps: 2 (rows) × 4 (columns)
+constexpr int kBBytes = kBN * kBK * 2;
+// A tile of BM rows: BM = 32 · MI (MI m16 row tiles per warp).
+constexpr int a_bytes(int mi) {
+  return 32 * mi * kBK * 2;
+}
+constexpr int stage_bytes(int mi) {  // 20 KB (BM 64) or 24 KB (BM 128)
+  return a_bytes(mi) + kBBytes;
+}
+constexpr int gemm_smem(int mi) {  // 80 KB or 96 KB
+  return kStages * stage_bytes(mi);
+}
+constexpr int kGateUpCols = kBN / 2;  // act columns per gate+up tile
+constexpr int kRouteThreads = 1024;
+constexpr int kCombineThreads = 256;
+static_assert(kBN * (kBK / 8) == 4 * kGemmThreads, "four B chunks per thread per stage");
+
+// A GEMM tile: group (expert id, or n_experts for the shared MLP), its first row within the group,
+// the column tile, and the group's row count.
+using Tile = int4;
+
+__device__ __forceinline__ uint32_t chunk_off(int r, int c) {  // [rows][32] BF16, swizzled
+  return static_cast<uint32_t>(r * (kBK * 2) + ((c ^ ((r >> 1) & 3)) << 4));
+}
+
+// ---- 1. Routing and tile lists ----
+constexpr int kRouteChunk = 2048;  // tokens whose expert ids are staged in shared memory at once
+
+// Exclusive prefix over the lanes of v (every lane gets its own); *total = the warp's sum.
+__device__ __forceinline__ int warp_exclusive_scan(int v, int lane, int* total) {
+  int incl = v;
+#pragma unroll
+  for (int o = 1; o < kWarp; o <<= 1) {
+    const int u = __shfl_up_sync(0xffffffffu, incl, o);
+    if (lane >= o) incl += u;
+  }
+  *total = __shfl_sync(0xffffffffu, incl, kWarp - 1);
+  return incl - v;
+}
+
+__global__ void __launch_bounds__(kRouteThreads)
+    moe_route_kernel(const int32_t* __restrict__ idx,  // [T, top_k]
+                     int T, int n_experts, int top_k, int bm, int ct_expert, int ct_shared,
+                     int ct_down,
+                     int32_t* __restrict__ off,      // [n_experts + 1] out: expert row offsets
+                     int32_t* __restrict__ n_tiles,  // [2] out: tiles of GEMM 1 and GEMM 2
+                     int32_t* __restrict__ perm,     // [T * top_k] out: sorted row -> slot
+                     Tile* __restrict__ tiles1,      // [max tiles] out
+                     Tile* __restrict__ tiles2) {    // [max tiles] out
+  static_assert(kMoeMaxExperts <= 3 * kWarp && kMoeMaxExperts <= 2 * (kRouteThreads / kWarp) &&
+                    kMoeMaxTopK <= 8,
+                "one warp scans the groups; a warp owns two experts; ids fit 8 bytes");
+  __shared__ int s_cnt[kMoeMaxExperts + 1], s_off[kMoeMaxExperts + 1];
+  __shared__ int s_pre[2][kMoeMaxExperts + 2];  // tile prefix per list position (shared first)
+  __shared__ uint64_t s_ids[kRouteChunk];       // a token's expert ids, a byte each (0xff: none)
+  const int tid = threadIdx.x, warp = tid / kWarp, lane = tid % kWarp;
+  const int n_slots = T * top_k;
+  if (tid <= n_experts) s_cnt[tid] = tid == n_experts ? T : 0;
+  __syncthreads();
+  for (int s = tid; s < n_slots; s += kRouteThreads) {  // counts: order-free
+    const int e = idx[s];
+    if (e >= 0 && e < n_experts) atomicAdd(&s_cnt[e], 1);
+  }
+  __syncthreads();
+  // Expert row offsets and the two tile-list prefixes: warp 0, lane l owns list positions
+  // 3l .. 3l+2 (position 0 = the shared MLP, then experts 0..n-1; offsets in expert order).
+  if (warp == 0) {
+    int ve[3], v1[3], v2[3], se = 0, s1 = 0, s2 = 0;
+#pragma unroll
+    for (int i = 0; i < 3; ++i) {
+      const int pos = 3 * lane + i;
+      ve[i] = pos < n_experts ? s_cnt[pos] : 0;
+      v1[i] = v2[i] = 0;
+      if (pos <= n_experts) {
+        const int g = pos == 0 ? n_experts : pos - 1;
+        const int rt = (s_cnt[g] + bm - 1) / bm;
+        v1[i] = rt * (g == n_experts ? ct_shared : ct_expert);
+        v2[i] = rt * ct_down;
+      }
+      se += ve[i], s1 += v1[i], s2 += v2[i];
+    }
+    int tot;
+    int be = warp_exclusive_scan(se, lane, &tot);
+    int b1 = warp_exclusive_scan(s1, lane, &tot);
+    int b2 = warp_exclusive_scan(s2, lane, &tot);
+#pragma unroll
+    for (int i = 0; i < 3; ++i) {
+      const int pos = 3 * lane + i;
+      if (pos <= n_experts) s_off[pos] = be;
+      if (pos <= n_experts + 1) s_pre[0][pos] = b1, s_pre[1][pos] = b2;
+      be += ve[i], b1 += v1[i], b2 += v2[i];
+    }
+  }
+  __syncthreads();
+  if (tid <= n_experts) off[tid] = s_off[tid];
+  if (tid == 0) n_tiles[0] = s_pre[0][n_experts + 1], n_tiles[1] = s_pre[1][n_experts + 1];
+
+  // perm: warp w owns experts w and w + 32; per chunk of staged tokens, lane l looks at token
+  // t0 + l: a byte compare finds the expert among its ids, a ballot ranks the hits (ascending
+  // token). A token holding an expert twice (against the PRECOND) takes the slow path: each
+  // such slot still gets its own row.
+  int run[2] = {warp < n_experts ? s_off[warp] : 0,
+                warp + kWarp < n_experts ? s_off[warp + kWarp] : 0};
+  for (int c0 = 0; c0 < T; c0 += kRouteChunk) {
+    const int n = min(kRouteChunk, T - c0);
+    __syncthreads();  // the previous chunk is consumed
+    for (int i = tid; i < n; i += kRouteThreads) {
+      uint64_t v = ~0ull;
+      for (int k = 0; k < top_k; ++k) {
+        const int e = idx[static_cast<int64_t>(c0 + i) * top_k + k];
+        const uint64_t b = e >= 0 && e < n_experts ? static_cast<uint64_t>(e) : 0xffull;
+        v = (v & ~(0xffull << (8 * k))) | (b << (8 * k));
+      }
+      s_ids[i] = v;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const int e = warp + kWarp * r;
+      if (e >= n_experts) break;  // warp-uniform
+      const uint32_t pat = 0x01010101u * static_cast<uint32_t>(e);
+      for (int t0 = 0; t0 < n; t0 += kWarp) {
+        const int t = t0 + lane;
+        uint64_t hit = 0;  // 0xff in every byte k with ids[k] == e
+        if (t < n) {
+          const uint64_t v = s_ids[t];
+          hit = __vcmpeq4(static_cast<uint32_t>(v), pat) |
+                (static_cast<uint64_t>(__vcmpeq4(static_cast<uint32_t>(v >> 32), pat)) << 32);
+        }
+        const int hits = __popcll(static_cast<long long>(hit)) / 8;
+        const int64_t slot0 = static_cast<int64_t>(c0 + t) * top_k;
+        if (!__any_sync(0xffffffffu, hits > 1)) {
+          const unsigned b = __ballot_sync(0xffffffffu, hits != 0);
+          if (hits)
+            perm[run[r] + __popc(b & ((1u << lane) - 1u))] =
+                static_cast<int32_t>(slot0 + (__ffsll(static_cast<long long>(hit)) - 1) / 8);
+          run[r] += __popc(b);
+        } else {
+          int tot;
+          int p = run[r] + warp_exclusive_scan(hits, lane, &tot);
+          for (int k = 0; k < top_k; ++k)
+            if ((hit >> (8 * k)) & 1u) perm[p++] = static_cast<int32_t>(slot0 + k);
+          run[r] += tot;
+        }
+      }
+    }
+  }
+
+  // Tile lists: list position (group), then column tile, then row tile (the row tiles of one
+  // column tile are neighbours: they read the same weight rows while those are in L2).
+  for (int l = 0; l < 2; ++l) {
+    const int total = s_pre[l][n_experts + 1];
+    Tile* out = l == 0 ? tiles1 : tiles2;
+    for (int i = tid; i < total; i += kRouteThreads) {
+      int lo = 0, hi = n_experts + 1;  // largest pos with s_pre[l][pos] <= i
+      while (hi - lo > 1) {
+        const int mid = (lo + hi) / 2;
+        if (s_pre[l][mid] <= i)
+          lo = mid;
+        else
+          hi = mid;
+      }
+      const int g = lo == 0 ? n_experts : lo - 1;
+      const int rows = s_cnt[g], rt = (rows + bm - 1) / bm, local = i - s_pre[l][lo];
+      out[i] = make_int4(g, (local % rt) * bm, local / rt, rows);
+    }
+  }
+}
+
+// ---- 2./3. Grouped GEMM ----
+struct GemmArgs {
+  const Tile* tiles;       // [max tiles]
+  const int32_t* n_tiles;  // [1] device
+  const int32_t* off;      // [n_experts + 1]
+  const int32_t* perm;     // [T * top_k]
+  const uint16_t* x;       // [T, ldx] (gate+up A)
+  int64_t ldx;
+  uint16_t* act;     // [T * top_k, moe_inter] expert-sorted (gate+up out, down A)
+  uint16_t* act_sh;  // [T, shared_inter]
+  float* out;        // [T * top_k + T, dim] by slot (down out)
+  int T, dim, n_experts, top_k, moe_inter, shared_inter;
+};
+
+template <bool kGateUp, int MI>
+__global__ void __launch_bounds__(kGemmThreads, MI == 2 ? 2 : 1)
+    moe_grouped_gemm_kernel(GemmArgs a, MoeDeviceWeights w) {
+  constexpr int kABytes = a_bytes(MI), kStageBytes = stage_bytes(MI), kWarpRows = 16 * MI;
+  if (static_cast<int>(blockIdx.x) >= *a.n_tiles) return;
+  extern __shared__ __align__(128) uint8_t smem[];
+  const Tile tile = a.tiles[blockIdx.x];
+  const int g = tile.x, row0 = tile.y, ct = tile.z, rows = tile.w;
+  const bool sh = g == a.n_experts;
+  const MlpWeights& mw = sh ? w.shared : w.experts[g];
+  const int inter = sh ? a.shared_inter : a.moe_inter;
+  const int64_t act_base = sh ? 0 : a.off[g];  // first act row of the group
+  uint16_t* act = sh ? a.act_sh : a.act;
+  const int K = kGateUp ? a.dim : inter;
+  const int N = kGateUp ? inter : a.dim;  // output columns of the group
+  const int n0 = ct * (kGateUp ? kGateUpCols : kBN);
+
+  const int tid = threadIdx.x, warp = tid / kWarp, lane = tid % kWarp;
+  const int c = tid % 4, lr = tid / 4;  // loader: chunk c of A and B rows lr + 64 i
+  const uint16_t* a_src[MI / 2];
+#pragma unroll
+  for (int i = 0; i < MI / 2; ++i) {
+    const int r = min(row0 + lr + 64 * i, rows - 1);  // padding rows: copies, never stored
+    if (kGateUp) {
+      const int tok = sh ? r : a.perm[act_base + r] / a.top_k;
+      a_src[i] = a.x + tok * a.ldx + c * 8;
+    } else {
+      a_src[i] = act + (act_base + r) * inter + c * 8;
+    }
+  }
+  const uint16_t* b_src[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const int br = lr + 64 * i;
+    if (kGateUp) {
+      const int n = min(n0 + br % kGateUpCols, N - 1);
+      b_src[i] = (br < kGateUpCols ? mw.gate : mw.up) + static_cast<int64_t>(n) * K + c * 8;
+    } else {
+      const int n = min(n0 + br, N - 1);
+      b_src[i] = mw.down + static_cast<int64_t>(n) * K + c * 8;
+    }
+  }
+  const uint32_t s_base = cuda::smem_addr(smem);
+  auto load = [&](int stage, int kt) {
+    const uint32_t sa = s_base + stage * kStageBytes, sb = sa + kABytes;
+#pragma unroll
+    for (int i = 0; i < MI / 2; ++i)
+      cuda::cp_async16(sa + chunk_off(lr + 64 * i, c), a_src[i] + kt * kBK);
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      cuda::cp_async16(sb + chunk_off(lr + 64 * i, c), b_src[i] + kt * kBK);
+  };
+
+  const int wm = warp / 4, wn = warp % 4;
+  // B row of n-tile pair jp (16 rows): gate+up: pairs 0, 1 gate columns wn·32 .. +31, pairs 2, 3
+  // the same up columns; down: columns wn·64 + 16 jp.
+  auto b_row = [&](int jp) {
+    return kGateUp ? (jp / 2) * kGateUpCols + wn * 32 + (jp % 2) * 16 : wn * 64 + jp * 16;
+  };
+  float acc[MI][8][4];
+#pragma unroll
+  for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[mi][j][0] = acc[mi][j][1] = acc[mi][j][2] = acc[mi][j][3] = 0.f;
+
+  const int nk = K / kBK;
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < nk) load(s, s);
+    cuda::cp_async_commit();
+  }
+  for (int kt = 0; kt < nk; ++kt) {
+    cuda::cp_async_wait<kStages - 2>();
+    __syncthreads();  // stage kt landed for all; stage kt - 1 consumed by all
+    const int nxt = kt + kStages - 1;
+    if (nxt < nk) load(nxt % kStages, nxt);
+    cuda::cp_async_commit();
+    const uint32_t sa = s_base + (kt % kStages) * kStageBytes, sb = sa + kABytes;
+#pragma unroll
+    for (int ks = 0; ks < kBK / 16; ++ks) {
+      uint32_t af[MI][4];
+#pragma unroll
+      for (int mi = 0; mi < MI; ++mi)
+        cuda::ldmatrix_x4(af[mi],
+                          sa + chunk_off(wm * kWarpRows + mi * 16 + lane % 16, ks * 2 + lane / 16));
+#pragma unroll
+      for (int jp = 0; jp < 4; ++jp) {
+        uint32_t b[4];
+        cuda::ldmatrix_x4(
+            b, sb + chunk_off(b_row(jp) + lane % 8 + (lane / 16) * 8, ks * 2 + (lane / 8) % 2));
+#pragma unroll
+        for (int mi = 0; mi < MI; ++mi) {
+          cuda::mma_16816_bf16(acc[mi][2 * jp], af[mi][0], af[mi][1], af[mi][2], af[mi][3], b[0],
+                               b[1]);
+          cuda::mma_16816_bf16(acc[mi][2 * jp + 1], af[mi][0], af[mi][1], af[mi][2], af[mi][3],
+                               b[2], b[3]);
+        }
+      }
+    }
+  }
+
+  // Epilogue. Fragment (mi, j): rows wm·32 + mi·16 + lane/4 (+8), columns 2·(lane%4) (+1).
+  const int fr = lane / 4, fc = 2 * (lane % 4);
+#pragma unroll
+  for (int mi = 0; mi < MI; ++mi)
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+      const int r = row0 + wm * kWarpRows + mi * 16 + fr + 8 * hh;
+      if (r >= rows) continue;
+      if (kGateUp) {
+        uint16_t* dst = act + (act_base + r) * inter;
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          const int col = n0 + wn * 32 + 8 * j + fc;
+          if (col >= N) continue;
+          float v[2];
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const float gv = acc[mi][j][2 * hh + e], uv = acc[mi][j + 4][2 * hh + e];
+            v[e] = gv / (1.f + expf(-gv)) * uv;  // swiglu_ref's formula
+          }
+          *reinterpret_cast<uint32_t*>(dst + col) = cuda::pack_bf16x2(v[0], v[1]);
+        }
+      } else {
+        const int64_t slot = sh ? static_cast<int64_t>(a.T) * a.top_k + r : a.perm[act_base + r];
+        float* dst = a.out + slot * a.dim;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          const int col = n0 + wn * 64 + 8 * j + fc;
+          if (col < N)
+            *reinterpret_cast<float2*>(dst + col) =
+                make_float2(acc[mi][j][2 * hh], acc[mi][j][2 * hh + 1]);
+        }
+      }
+    }
+}
+
+// ---- 4. Weighted combine + epilogue ----
+__global__ void __launch_bounds__(kCombineThreads)
+    moe_combine_kernel(const int32_t* __restrict__ idx,   // [T, top_k]
+                       const float* __restrict__ topk_w,  // [T, top_k]
+                       const float* __restrict__ out,     // [T * top_k + T, dim] by slot
+                       void* __restrict__ y,              // [T, ldy]
+                       int64_t ldy, GemvEpilogue ep, int T, int dim, int n_experts, int top_k) {
+  const int t = blockIdx.x;
+  float wk[kMoeMaxTopK];
+#pragma unroll
+  for (int k = 0; k < kMoeMaxTopK; ++k) {
+    const int e = k < top_k ? idx[t * top_k + k] : -1;
+    wk[k] = e >= 0 && e < n_experts ? topk_w[t * top_k + k] : 0.f;
+  }
+  unsigned live = 0;  // slots whose expert ran (the others were never written)
+#pragma unroll
+  for (int k = 0; k < kMoeMaxTopK; ++k) {
+    const int e = k < top_k ? idx[t * top_k + k] : -1;
+    if (e >= 0 && e < n_experts) live |= 1u << k;
+  }
+  const float* o_sh = out + (static_cast<int64_t>(T) * top_k + t) * dim;
+  for (int c = 4 * threadIdx.x; c < dim; c += 4 * kCombineThreads) {
+    float v[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+    for (int k = 0; k < kMoeMaxTopK; ++k) {
+      if (!((live >> k) & 1u)) continue;
+      const float4 o =
+          *reinterpret_cast<const float4*>(out + (static_cast<int64_t>(t) * top_k + k) * dim + c);
+      v[0] = fmaf(wk[k], o.x, v[0]), v[1] = fmaf(wk[k], o.y, v[1]);
+      v[2] = fmaf(wk[k], o.z, v[2]), v[3] = fmaf(wk[k], o.w, v[3]);
+    }
+    const float4 s = *reinterpret_cast<const float4*>(o_sh + c);
+    v[0] += s.x, v[1] += s.y, v[2] += s.z, v[3] += s.w;
+    const int64_t o = t * ldy + c;
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      if (ep == GemvEpilogue::kStoreF32) {
+        static_cast<float*>(y)[o + i] = v[i];
+      } else if (ep == GemvEpilogue::kStoreBf16) {
+        static_cast<uint16_t*>(y)[o + i] = cuda::f32_to_bf16(v[i]);
+      } else {
+        uint16_t* p = static_cast<uint16_t*>(y) + o + i;
+        *p = cuda::f32_to_bf16(cuda::bf16_to_f32(*p) + v[i]);
+      }
+    }
+  }
+}
+
+size_t align256(size_t b) {
+  return (b + 255) / 256 * 256;
+}
+bool aligned16(const void* p) {
+  return reinterpret_cast<uintptr_t>(p) % 16 == 0;
+}
+int64_t ceil_div(int64_t a, int64_t b) {
+  return (a + b - 1) / b;
+}
+
+// Host-side bounds of the device-side tile lists, and the workspace carve-up.
+struct Plan {
+  int ct_expert, ct_shared, ct_down;  // column tiles per group
+  size_t off_b, n_tiles_b, perm_b, tiles1_b, tiles2_b, act_b, act_sh_b, out_b, total;
+};
+// Upper bounds of the two tile lists for row tiles of bm: Σ_e ceil(n_e / bm) <=
+// ceil(Σ n_e / bm) + n_experts whatever the routing; the shared MLP has ceil(T / bm).
+int64_t max_tiles(const Plan& p, int list, int64_t T, int64_t top_k, int64_t n_experts, int bm) {
+  const int64_t rt_e = ceil_div(T * top_k, bm) + n_experts, rt_s = ceil_div(T, bm);
+  return list == 0 ? rt_e * p.ct_expert + rt_s * p.ct_shared : (rt_e + rt_s) * p.ct_down;
+}
+Plan make_plan(int64_t T, int64_t top_k, int64_t n_experts, int64_t dim, int64_t moe_inter,
+               int64_t shared_inter) {
+  Plan p;
+  p.ct_expert = static_cast<int>(ceil_div(moe_inter, kGateUpCols));
+  p.ct_shared = static_cast<int>(ceil_div(shared_inter, kGateUpCols));
+  p.ct_down = static_cast<int>(ceil_div(dim, kBN));
+  size_t o = 0;
+  auto take = [&](size_t bytes) {
+    const size_t at = o;
+    o += align256(bytes);
+    return at;
+  };
+  p.off_b = take(sizeof(int32_t) * (kMoeMaxExperts + 1));
+  p.n_tiles_b = take(sizeof(int32_t) * 2);
+  p.perm_b = take(sizeof(int32_t) * T * top_k);
+  // Tile lists sized for the smallest row tile (the most tiles).
+  p.tiles1_b = take(sizeof(Tile) * max_tiles(p, 0, T, top_k, n_experts, kMinBM));
+  p.tiles2_b = take(sizeof(Tile) * max_tiles(p, 1, T, top_k, n_experts, kMinBM));
+  p.act_b = take(sizeof(uint16_t) * T * top_k * moe_inter);
+  p.act_sh_b = take(sizeof(uint16_t) * T * shared_inter);
+  p.out_b = take(sizeof(float) * (T * top_k + T) * dim);
+  p.total = o;
+  return p;
+}
+
+// The two grouped GEMMs with row tiles of 32 · MI.
+template <int MI>
+cudaError_t launch_gemms(GemmArgs a, const MoeDeviceWeights& w, int64_t grid1, int64_t grid2,
+                         Tile* tiles2, const int32_t* n_tiles2, cudaStream_t stream) {
+  constexpr int smem = gemm_smem(MI);
+  cudaError_t e = cudaFuncSetAttribute(moe_grouped_gemm_kernel<true, MI>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (e == cudaSuccess)
+    e = cudaFuncSetAttribute(moe_grouped_gemm_kernel<false, MI>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (e != cudaSuccess) return e;
+  moe_grouped_gemm_kernel<true, MI>
+      <<<static_cast<unsigned>(grid1), kGemmThreads, smem, stream>>>(a, w);
+  if ((e = cudaGetLastError()) != cudaSuccess) return e;
+  a.tiles = tiles2;
+  a.n_tiles = n_tiles2;
+  moe_grouped_gemm_kernel<false, MI>
+      <<<static_cast<unsigned>(grid2), kGemmThreads, smem, stream>>>(a, w);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+size_t moe_prefill_workspace_bytes(int T, int top_k, int n_experts, int64_t dim, int64_t moe_inter,
+                                   int64_t shared_inter) {
+  return make_plan(T, top_k, n_experts, dim, moe_inter, shared_inter).total;
+}
+
+cudaError_t moe_prefill(const uint16_t* x, int64_t ldx, const int32_t* topk_idx,
+                        const float* topk_w, const MoeDeviceWeights& w, void* y, int64_t ldy,
+                        GemvEpilogue ep, void* workspace, int T, int dim, int n_experts, int top_k,
+                        int moe_inter, int shared_inter, cudaStream_t stream,
+                        const MoePrefillTuning* tuning) {
+  const int bm = tuning && tuning->block_rows ? tuning->block_rows : kMoePrefillDefaultBlockRows;
+  if (bm != 64 && bm != 128) return cudaErrorInvalidValue;
+  if (T < 1 || n_experts < 1 || n_experts > kMoeMaxExperts || top_k < 1 || top_k > n_experts ||
+      top_k > kMoeMaxTopK || dim < kBK || dim % kBK || moe_inter < kBK || moe_inter % kBK ||
+      shared_inter < kBK || shared_inter % kBK || ldx < dim || ldx % 8 || !aligned16(x) || !x ||
+      !topk_idx || !topk_w || !y || ldy < dim || !workspace || !aligned16(workspace))
+    return cudaErrorInvalidValue;
+  for (int e = 0; e < n_experts; ++e) {
+    const MlpWeights& m = w.experts[e];
+    if (!m.gate || !m.up || !m.down || !aligned16(m.gate) || !aligned16(m.up) || !aligned16(m.down))
+      return cudaErrorInvalidValue;
+  }
+  if (!w.shared.gate || !w.shared.up || !w.shared.down || !aligned16(w.shared.gate) ||
+      !aligned16(w.shared.up) || !aligned16(w.shared.down))
+    return cudaErrorInvalidValue;
+
+  const Plan p = make_plan(T, top_k, n_experts, dim, moe_inter, shared_inter);
+  char* ws = static_cast<char*>(workspace);
+  auto* off = reinterpret_cast<int32_t*>(ws + p.off_b);
+  auto* n_tiles = reinterpret_cast<int32_t*>(ws + p.n_tiles_b);
+  auto* perm = reinterpret_cast<int32_t*>(ws + p.perm_b);
+  auto* tiles1 = reinterpret_cast<Tile*>(ws + p.tiles1_b);
+  auto* tiles2 = reinterpret_cast<Tile*>(ws + p.tiles2_b);
+  GemmArgs a{tiles1,
+             n_tiles,
+             off,
+             perm,
+             x,
+             ldx,
+             reinterpret_cast<uint16_t*>(ws + p.act_b),
+             reinterpret_cast<uint16_t*>(ws + p.act_sh_b),
+             reinterpret_cast<float*>(ws + p.out_b),
+             T,
+             dim,
+             n_experts,
+             top_k,
+             moe_inter,
+             shared_inter};
+
+  cudaError_t e;
+  moe_route_kernel<<<1, kRouteThreads, 0, stream>>>(topk_idx, T, n_experts, top_k, bm, p.ct_expert,
+                                                    p.ct_shared, p.ct_down, off, n_tiles, perm,
+                                                    tiles1, tiles2);
+  if ((e = cudaGetLastError()) != cudaSuccess) return e;
+  const int64_t g1 = max_tiles(p, 0, T, top_k, n_experts, bm);
+  const int64_t g2 = max_tiles(p, 1, T, top_k, n_experts, bm);
+  e = bm == 64 ? launch_gemms<2>(a, w, g1, g2, tiles2, n_tiles + 1, stream)
+               : launch_gemms<4>(a, w, g1, g2, tiles2, n_tiles + 1, stream);
+  if (e != cudaSuccess) return e;
+  moe_combine_kernel<<<T, kCombineThreads, 0, stream>>>(topk_idx, topk_w, a.out, y, ldy, ep, T, dim,
+                                                        n_experts, top_k);
+  return cudaGetLastError();
+}
+
+}  // namespace dsocr
