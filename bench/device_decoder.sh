@@ -24,6 +24,16 @@ for t in "$D"/bin/gpu_*_test; do run "$(basename "$t")" 300 "$t"; done
 run synth 300 "$D/bin/dsocr-synth" --seed 1 --out /tmp/synth1 --force
 DSOCR_SYNTH1_DIR=/tmp/synth1 DSOCR_GOLDEN_DIR=$PWD/$D/golden run golden_decoder_gpu_test 400 \
   "$D/bin/golden_decoder_gpu_test"
+if [ -x "$D/bin/dsocr-bench" ]; then
+  run bench_decode 400 "$D/bin/dsocr-bench" decode --model /tmp/synth1 --json "$OUT/decode.json"
+  sed -n '/^=== bench_decode:/,/^===/p' "$LOG" | grep -vE "^===" | tee "$OUT/decode.txt"
+fi
+if [ -x "$D/bin/dsocr-run" ]; then
+  "$D/bin/dsocr-synth" --seed 1 --out /tmp/synth1 --force >/dev/null 2>&1  # + tokenizer.json
+  run e2e_cuda 300 "$D/bin/dsocr-run" --model /tmp/synth1 --device cuda --mode base --max-tokens 64 \
+    --image "$D/data/sample_page.png" --format json -v
+  sed -n '/^=== e2e_cuda:/,/^===/p' "$LOG" | grep -E "dsocr-run:|tokens" | tail -3
+fi
 grep -E "^\s+\[" "$LOG" | grep -E "golden|rel-L2|free-running|prefill of|teacher" > "$OUT/golden_summary.txt" || true
 for t in gpu_gemm_test gpu_ngram_test gpu_rope_test; do
   [ -x "$D/bin/$t" ] && run "memcheck_$t" 300 compute-sanitizer --tool memcheck --error-exitcode 9 "$D/bin/$t"

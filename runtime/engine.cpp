@@ -1,5 +1,9 @@
 #include "runtime/engine.h"
 
+#include "loader/bf16.h"
+#include "runtime/cuda_check.h"
+#include "runtime/gpu_model.h"
+
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -41,7 +45,8 @@ Expected<std::string> task_prompt(Task task, std::string_view ref) {
 
 struct Engine::Impl {
   EngineOptions opt;
-  std::unique_ptr<CpuModel> model;
+  std::unique_ptr<CpuModel> model;    // weights mapped on the host (CPU backend; the encoder)
+  std::unique_ptr<GpuModel> gpu;      // with opt.cuda
   std::optional<Tokenizer> tok;
 };
 
@@ -65,6 +70,18 @@ Expected<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
                          ": no tokenizer.json; copy the one shipped with the model into the model "
                          "directory (dsocr-synth writes a synthetic one)");
   DSOCR_ASSIGN_OR_RETURN(impl->model, CpuModel::open(options.model_dir));
+  if (options.cuda) {
+    DSOCR_TRY(cuda_device_available());
+    PlanOptions po;
+    po.mode = options.mode;
+    po.max_new_tokens =
+        std::min(options.max_tokens, impl->model->cfg.max_pos - max_prompt_tokens(options.mode));
+    po.gpu_mem = options.gpu_mem;
+    po.device = 0;
+    po.budget_name = "--gpu-mem";
+    po.fix = "raise --gpu-mem, lower --max-tokens or use a smaller --mode";
+    DSOCR_ASSIGN_OR_RETURN(impl->gpu, GpuModel::open(options.model_dir, po));
+  }
   DSOCR_ASSIGN_OR_RETURN(Tokenizer tok, Tokenizer::load(impl->opt.tokenizer_path));
   impl->tok.emplace(std::move(tok));
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
@@ -115,6 +132,42 @@ Expected<PageOutput> Engine::run(const Image& image, std::string_view prompt_in,
                ids.size(), cfg.max_pos));
   const int max_new = static_cast<int>(std::min<int64_t>(impl_->opt.max_tokens, room));
 
+  TokenStreamDecoder stream(*impl_->tok);
+  auto on_token = [&](int32_t id) {
+    if (id == cfg.eos_id) return true;  // the official streamer prints EOS as nothing here
+    std::string piece = stream.push(id);
+    out.raw_text += piece;
+    return !on_text || piece.empty() || on_text(piece);
+  };
+  auto finish = [&]() {
+    std::string tail = stream.flush();
+    out.raw_text += tail;
+    if (on_text && !tail.empty()) on_text(tail);
+    lap("decode");
+  };
+
+  if (impl_->gpu) {
+    GpuDecoder& dec = impl_->gpu->decoder();
+    NGramBan ban;
+    ban.mode = impl_->opt.ngram > 0 ? NGramBan::kHF : NGramBan::kNone;
+    ban.n = std::max(impl_->opt.ngram, 1);
+    DSOCR_TRY(dec.begin(ids, max_new, ban));
+    // The image rows (after BOS and the text before <image>) from the encoder, as BF16.
+    const int64_t first = 1 + static_cast<int64_t>(before.size());
+    std::vector<uint16_t> img(pe.image_embeds.size());
+    for (size_t i = 0; i < img.size(); ++i) img[i] = f32_to_bf16(pe.image_embeds[i]);
+    DSOCR_CUDA_TRY(cudaMemcpy(dec.input_rows() + first * cfg.dim, img.data(), img.size() * 2,
+                              cudaMemcpyHostToDevice));
+    DSOCR_TRY(dec.prefill());
+    lap("prefill");
+    DSOCR_ASSIGN_OR_RETURN(GpuGeneration gen, dec.generate(on_token));
+    DSOCR_TRY(dec.end());
+    out.ids = std::move(gen.ids);
+    out.eos = gen.stop == kStopEos;
+    finish();
+    return out;
+  }
+
   CpuDecoder dec(cfg, m.w.dec, static_cast<int64_t>(ids.size()) + max_new);
   std::vector<float> embeds = prompt_embeddings(m, dec, ids, pe.image_embeds);
   std::vector<float> logits(cfg.vocab);
@@ -127,21 +180,11 @@ Expected<PageOutput> Engine::run(const Image& image, std::string_view prompt_in,
   gc.ngram_mode =
       impl_->opt.ngram > 0 ? GenerationConfig::NGram::kHF : GenerationConfig::NGram::kNone;
   gc.ngram = std::max(impl_->opt.ngram, 1);
-  TokenStreamDecoder stream(*impl_->tok);
-  auto on_token = [&](int32_t id) {
-    if (id == cfg.eos_id) return true;  // the official streamer prints EOS as nothing here
-    std::string piece = stream.push(id);
-    out.raw_text += piece;
-    return !on_text || piece.empty() || on_text(piece);
-  };
   DSOCR_ASSIGN_OR_RETURN(Generation gen,
                          generate_cpu(m, dec, ids, std::move(logits), gc, 0, on_token));
-  std::string tail = stream.flush();
-  out.raw_text += tail;
-  if (on_text && !tail.empty()) on_text(tail);
   out.ids = std::move(gen.ids);
   out.eos = gen.stop == StopReason::kEos;
-  lap("decode");
+  finish();
   return out;
 }
 

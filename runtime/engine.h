@@ -1,5 +1,5 @@
 // The OCR engine: image + prompt in, generated text out (streamed), with stage timings.
-// Backend: the CPU float32 reference for now; the CUDA backend plugs in behind the same calls.
+// Backends: the CPU float32 reference, or CUDA (EngineOptions::cuda) behind the same calls.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +29,8 @@ struct EngineOptions {
   int max_crops = kMaxCropsHF;  // Gundam: 2..9
   int max_tokens = 8192;        // new tokens per page (capped by the 8192-token context)
   int ngram = 20;               // HF no-repeat-ngram size over prompt + output; 0 = off
+  bool cuda = false;            // run on GPU 0 (the decoder; the encoder still on the CPU)
+  uint64_t gpu_mem = 0;         // with cuda: the memory budget in bytes (0 = the free memory)
 };
 
 struct PageOutput {

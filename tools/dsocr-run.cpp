@@ -346,6 +346,8 @@ Status run_pages(const RunOptions& o, Failure* failure) {
   eo.max_crops = o.max_crops;
   eo.max_tokens = o.max_tokens > 0 ? o.max_tokens : 8192;
   eo.ngram = o.ngram;
+  eo.cuda = o.device == Device::kCuda;
+  eo.gpu_mem = o.gpu_mem;
   if (!o.out_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(o.out_dir, ec);
@@ -448,10 +450,11 @@ Status run(const RunOptions& o, Failure* usage_failure) {
     return run_golden(o);
   }
   if (!o.images.empty() && !o.inspect) {
-    if (o.device != Device::kCpu) {
-      *usage_failure = {2, "pages run on --device cpu so far (the CUDA encoder and decoder are "
-                           "being built); add --device cpu"};
-      return Status::Ok();
+    if (o.device == Device::kCuda) {
+      Status gpu = cuda_device_available();
+      if (!gpu.ok())
+        return Status::Error("no GPU for --device cuda: " + gpu.message() +
+                             "; run on a machine with an NVIDIA GPU, or add --device cpu");
     }
     return run_pages(o, usage_failure);
   }

@@ -145,7 +145,6 @@ TEST_F(Cli, UsageErrorsExitTwo) {
   expect_one_line_error(run("--model x --task poem"), 2, "unknown task 'poem'");
   expect_one_line_error(run("--model x --ngram x"), 2, "--ngram");
   expect_one_line_error(run("--model x --format xml"), 2, "--format 'xml' unknown");
-  expect_one_line_error(run("--model x --image a.png"), 2, "add --device cpu");
   // The golden interface's own rules.
   expect_one_line_error(run("--model x --prompt-ids 1,2 --device cpu --image a.png"), 2,
                         "add --dump FILE");
@@ -272,6 +271,9 @@ TEST_F(Cli, CudaDeviceNeedsAGpu) {
     EXPECT_NE(r.out.find("free memory of GPU 0"), std::string::npos) << r.out;
   } else {
     expect_one_line_error(r, 1, "no GPU for --device cuda");
+    // Pages too (the default device is cuda).
+    expect_one_line_error(run("--model '" + dir.string() + "' --image a.png"), 1,
+                          "no GPU for --device cuda");
   }
 }
 
