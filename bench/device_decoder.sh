@@ -29,7 +29,6 @@ if [ -x "$D/bin/dsocr-bench" ]; then
   sed -n '/^=== bench_decode:/,/^===/p' "$LOG" | grep -vE "^===" | tee "$OUT/decode.txt"
 fi
 if [ -x "$D/bin/dsocr-run" ]; then
-  "$D/bin/dsocr-synth" --seed 1 --out /tmp/synth1 --force >/dev/null 2>&1  # + tokenizer.json
   run e2e_cuda 300 "$D/bin/dsocr-run" --model /tmp/synth1 --device cuda --mode base --max-tokens 64 \
     --image "$D/data/sample_page.png" --format json -v
   sed -n '/^=== e2e_cuda:/,/^===/p' "$LOG" | grep -E "dsocr-run:|tokens" | tail -3
