@@ -1,5 +1,9 @@
 #include "runtime/golden.h"
 
+#include "loader/bf16.h"
+#include "runtime/cuda_check.h"
+#include "runtime/gpu_model.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -41,8 +45,69 @@ std::vector<int64_t> golden_hidden_positions(int64_t T) {
   return p;
 }
 
-Expected<TensorDump> run_golden_cpu(const GoldenOptions& opt,
-                                    const std::function<void(const std::string&)>& log) {
+// The decoder half of the recipe on the GPU: prefill (hidden taps, last logits), free-running
+// generation, then teacher forcing when ids are given (else the generation's own ids).
+static Status golden_decoder_gpu(const GoldenOptions& opt, const std::vector<int32_t>& ids,
+                          const PageEmbeds& pe, TensorDump& dump,
+                          const std::function<void(const std::string&)>& stage) {
+  const int64_t T = static_cast<int64_t>(ids.size());
+  PlanOptions po;
+  po.mode = Mode::kGundam;
+  po.max_new_tokens = std::max<int>(64, std::max<int>(opt.max_tokens,
+                                                      static_cast<int>(opt.teacher_force.size())));
+  po.device = 0;
+  DSOCR_ASSIGN_OR_RETURN(std::unique_ptr<GpuModel> gm, GpuModel::open(opt.model_dir, po));
+  const ModelConfig& cfg = gm->cfg();
+  GpuDecoder& dec = gm->decoder();
+  stage("load gpu");
+  NGramBan ban;
+  ban.mode = opt.ngram > 0 ? NGramBan::kHF : NGramBan::kNone;
+  ban.n = std::max(opt.ngram, 1);
+  std::vector<uint16_t> img(pe.image_embeds.size());
+  for (size_t i = 0; i < img.size(); ++i) img[i] = f32_to_bf16(pe.image_embeds[i]);
+  const int steps = opt.teacher_force.empty() ? opt.max_tokens
+                                              : static_cast<int>(opt.teacher_force.size());
+  auto start = [&]() -> Status {
+    DSOCR_TRY(dec.begin(ids, std::max(opt.max_tokens, steps), ban));
+    DSOCR_CUDA_TRY(cudaMemcpy(dec.input_rows() + cfg.dim, img.data(), img.size() * 2,
+                              cudaMemcpyHostToDevice));
+    return Status::Ok();
+  };
+  DSOCR_TRY(start());
+  HiddenTap tap;
+  tap.positions = golden_hidden_positions(T);
+  std::vector<float> logits0(cfg.vocab);
+  DSOCR_TRY(dec.prefill(logits0.data(), &tap));
+  const int64_t P = static_cast<int64_t>(tap.positions.size());
+  dump.push_back(f32_tensor("prefill_hidden", {cfg.n_layers + 1, P, cfg.dim}, tap.out.data()));
+  dump.push_back(make_tensor("prefill_hidden_positions", DType::I64, {P}, tap.positions.data(),
+                             tap.positions.size()));
+  dump.push_back(f32_tensor("prefill_logits_last", {cfg.vocab}, logits0.data()));
+  stage("prefill");
+  DSOCR_ASSIGN_OR_RETURN(GpuGeneration gen, dec.generate());
+  DSOCR_TRY(dec.end());
+  dump.push_back(i64_tensor("gen_ids", gen.ids));
+  stage("generate");
+  const std::vector<int32_t>& tf = opt.teacher_force.empty() ? gen.ids : opt.teacher_force;
+  constexpr int kTop = 64;
+  const int n = static_cast<int>(std::min<size_t>(tf.size(), steps));
+  std::vector<float> vals(static_cast<size_t>(n) * kTop), logits(cfg.vocab);
+  std::vector<int64_t> top(static_cast<size_t>(n) * kTop);
+  DSOCR_TRY(start());
+  DSOCR_TRY(dec.prefill(logits.data()));
+  for (int i = 0; i < n; ++i) {
+    if (i > 0) DSOCR_TRY(dec.forced_step(tf[i - 1], logits.data()));
+    top_k_logits(logits.data(), cfg.vocab, kTop, vals.data() + i * kTop, top.data() + i * kTop);
+  }
+  DSOCR_TRY(dec.end());
+  stage("teacher-force");
+  dump.push_back(f32_tensor("tf_top64_vals", {n, kTop}, vals.data()));
+  dump.push_back(make_tensor("tf_top64_ids", DType::I64, {n, kTop}, top.data(), top.size()));
+  return Status::Ok();
+}
+
+Expected<TensorDump> run_golden(const GoldenOptions& opt,
+                                const std::function<void(const std::string&)>& log) {
   using clock = std::chrono::steady_clock;
   auto t_stage = clock::now();
   auto stage = [&](const std::string& what) {

@@ -24,6 +24,7 @@ struct GoldenOptions {
   int max_tokens = 32;                 // new tokens
   int ngram = 20;                      // HF no-repeat-ngram size (0 = off)
   std::vector<int32_t> teacher_force;  // ids for tf_top64_*; empty = the run's own gen_ids
+  bool cuda = false;                   // the decoder on GPU 0 (the encoder stays on the CPU)
 };
 
 // One named tensor of a dump (little-endian bytes of `dtype`).
@@ -35,9 +36,10 @@ struct DumpTensor {
 };
 using TensorDump = std::vector<DumpTensor>;
 
-// Runs the recipe on the CPU float32 backend. `log` receives one line per stage (may be empty).
-Expected<TensorDump> run_golden_cpu(const GoldenOptions& opt,
-                                    const std::function<void(const std::string&)>& log = {});
+// Runs the recipe on the CPU float32 backend, or with opt.cuda the decoder on the GPU (BF16, the
+// paged cache, the graph-captured decode step). `log` receives one line per stage (may be empty).
+Expected<TensorDump> run_golden(const GoldenOptions& opt,
+                                const std::function<void(const std::string&)>& log = {});
 
 // Writes a dump as one safetensors file (written to a temporary name, then renamed).
 Status write_tensor_dump(const std::string& path, const TensorDump& dump,

@@ -311,8 +311,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// The golden recipe on the CPU backend, tensors to --dump.
-Status run_golden(const RunOptions& o) {
+// The golden recipe (CPU backend, or the GPU decoder with --device cuda), tensors to --dump.
+Status run_golden_interface(const RunOptions& o) {
   GoldenOptions g;
   g.model_dir = o.model;
   g.image_path = o.images.empty() ? "" : o.images[0];
@@ -322,12 +322,13 @@ Status run_golden(const RunOptions& o) {
   g.prompt_ids = o.prompt_ids;
   g.max_tokens = o.max_tokens > 0 ? o.max_tokens : 32;
   g.ngram = o.ngram;
+  g.cuda = o.device == Device::kCuda;
   g.teacher_force = o.teacher_force;
   auto log = [&](const std::string& line) {
     if (o.verbose >= 1) std::fprintf(stderr, "%s: %s\n", kTool, line.c_str());
   };
-  DSOCR_ASSIGN_OR_RETURN(TensorDump dump, run_golden_cpu(g, log));
-  DSOCR_TRY(write_tensor_dump(o.dump, dump, {{"producer", "dsocr-run --device cpu"}}));
+  DSOCR_ASSIGN_OR_RETURN(TensorDump dump, run_golden(g, log));
+  DSOCR_TRY(write_tensor_dump(o.dump, dump, {{"producer", g.cuda ? "dsocr-run --device cuda" : "dsocr-run --device cpu"}}));
   if (o.verbose >= 1) std::fprintf(stderr, "%s: wrote %s\n", kTool, o.dump.c_str());
   return Status::Ok();
 }
@@ -441,13 +442,11 @@ Status run(const RunOptions& o, Failure* usage_failure) {
     else if (o.dump.empty()) why = "--prompt-ids needs somewhere to write the tensors; add --dump FILE";
     else if (o.images.size() + !o.pixels_from_golden.empty() != 1)
       why = "the golden interface takes exactly one --image or --pixels-from-golden; pass one of them";
-    else if (o.device != Device::kCpu)
-      why = "the golden interface runs on the CPU backend so far; add --device cpu";
     if (!why.empty()) {
       *usage_failure = {2, why};
       return Status::Ok();
     }
-    return run_golden(o);
+    return run_golden_interface(o);
   }
   if (!o.images.empty() && !o.inspect) {
     if (o.device == Device::kCuda) {

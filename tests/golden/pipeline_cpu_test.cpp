@@ -59,7 +59,7 @@ void run_case(const std::string& name) {
   std::vector<double> gold_gen = as_f64(*gf, "gen_ids");
   for (double id : gold_gen) opt.teacher_force.push_back(static_cast<int32_t>(id));
 
-  auto res = run_golden_cpu(opt, [&](const std::string& line) {
+  auto res = run_golden(opt, [&](const std::string& line) {
     std::printf("  [%s] %s\n", name.c_str(), line.c_str());
   });
   ASSERT_TRUE(res.ok()) << res.message();
