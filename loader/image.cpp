@@ -3,6 +3,7 @@
 #include "loader/image.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -20,6 +21,10 @@ namespace {
 constexpr const char* kSupported = "supported: PNG, JPEG, BMP, TGA, binary PNM (P5/P6)";
 
 enum class Format { kPng, kJpeg, kBmp, kTga, kPnm };
+
+// The usual extensions of the formats in kSupported.
+constexpr std::string_view kExtensions[] = {".png", ".jpg", ".jpeg", ".bmp",
+                                            ".tga", ".pnm", ".ppm",  ".pgm"};
 
 const char* format_name(Format f) {
   switch (f) {
@@ -372,7 +377,13 @@ Expected<Image> decode_image(std::span<const uint8_t> bytes, const std::string& 
                                 static_cast<long long>(kMaxImageFileBytes)));
   }
   auto header = read_header(bytes);
-  if (!header.ok()) return Status::Error(name + ": " + header.message());
+  if (!header.ok()) {
+    // Header problems that carry no advice of their own (e.g. "truncated PNG header").
+    const std::string& why = header.message();
+    return Status::Error(
+        name + ": " + why +
+        (why.find("; ") == std::string::npos ? "; the file is corrupt or truncated" : ""));
+  }
   const Header& h = *header;
   const char* fmt = format_name(h.format);
 
@@ -460,17 +471,33 @@ Expected<Image> decode_image(std::span<const uint8_t> bytes, const std::string& 
   return img;
 }
 
+bool has_image_extension(std::string_view path) {
+  const size_t dot = path.rfind('.');
+  if (dot == std::string_view::npos || path.find('/', dot) != std::string_view::npos) return false;
+  std::string ext(path.substr(dot));
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return std::find(std::begin(kExtensions), std::end(kExtensions), ext) != std::end(kExtensions);
+}
+
+std::string image_extensions_text() {
+  std::string s;
+  for (std::string_view e : kExtensions) s += (s.empty() ? "" : ", ") + std::string(e);
+  return s;
+}
+
 Expected<Image> load_image(const std::string& path) {
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);
   if (ec || !std::filesystem::exists(status)) {
-    return Status::Error(path + ": image file not found");
+    return Status::Error(path + ": image file not found; check the path");
   }
   if (!std::filesystem::is_regular_file(status)) {
-    return Status::Error(path + ": not a regular file; expected an image");
+    return Status::Error(path + ": not a regular file; pass an image file");
   }
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!f) return Status::Error(path + ": cannot open image: " + std::strerror(errno));
+  if (!f)
+    return Status::Error(path + ": cannot open image: " + std::strerror(errno) +
+                         "; check the file's permissions");
   if (std::fseek(f.get(), 0, SEEK_END) != 0) return Status::Error(path + ": cannot seek");
   const long size = std::ftell(f.get());
   if (size < 0) return Status::Error(path + ": cannot read the file size");

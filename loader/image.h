@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "loader/status.h"
@@ -34,6 +35,12 @@ struct Image {
 constexpr int kMaxImageSide = 40000;               // px per side
 constexpr int64_t kMaxImagePixels = 200'000'000;   // width * height
 constexpr int64_t kMaxImageFileBytes = 1ll << 30;  // 1 GiB (a 200 MP BMP is 600 MB)
+
+// The file-name extensions of the formats above: .png .jpg .jpeg .bmp .tga .pnm .ppm .pgm.
+// dsocr-run takes these files from a directory; the format itself is still read from the bytes.
+bool has_image_extension(std::string_view path);  // case-insensitive
+// The same list as text, for messages: ".png, .jpg, .jpeg, .bmp, .tga, .pnm, .ppm, .pgm".
+std::string image_extensions_text();
 
 // Read and decode an image file. Errors name the path.
 Expected<Image> load_image(const std::string& path);

@@ -474,7 +474,7 @@ Expected<GpuGeneration> GpuDecoder::generate(const std::function<bool(int32_t)>&
     if (s.generated > static_cast<int32_t>(out.ids.size())) {
       out.ids.push_back(s.token);
       if (on_token && !on_token(s.token)) {
-        out.stop = kStopMaxTokens;
+        out.stop = kRunning;  // stopped by the caller
         break;
       }
     }

@@ -32,7 +32,7 @@ namespace dsocr {
 
 struct GpuGeneration {
   std::vector<int32_t> ids;  // generated ids (EOS included when emitted)
-  DecodeStop stop = kRunning;
+  DecodeStop stop = kRunning;  // kRunning: on_token asked to stop
   double decode_ms = 0;      // wall time of the decode loop (after the first token)
 };
 

@@ -88,7 +88,8 @@ Expected<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
 }
 
 Expected<PageOutput> Engine::run(const Image& image, std::string_view prompt_in,
-                                 const std::function<bool(std::string_view)>& on_text) {
+                                 const std::function<bool(std::string_view)>& on_text,
+                                 int max_tokens) {
   using clock = std::chrono::steady_clock;
   const CpuModel& m = *impl_->model;
   const ModelConfig& cfg = m.cfg;
@@ -106,12 +107,14 @@ Expected<PageOutput> Engine::run(const Image& image, std::string_view prompt_in,
   std::string_view prompt = stripped;
   const size_t at = prompt.find("<image>");
   if (at == std::string_view::npos || prompt.find("<image>", at + 1) != std::string_view::npos)
-    return Status::Error("the prompt must contain exactly one <image> placeholder");
+    return Status::Error(
+        "the prompt must contain exactly one <image> placeholder; put <image> where the page goes");
 
   DSOCR_ASSIGN_OR_RETURN(PageViews page,
                          page_views_from_image(image, impl_->opt.mode, impl_->opt.max_crops));
   out.image_w = image.width;
   out.image_h = image.height;
+  out.tiles = page.n_tiles;
   lap("preprocess");
   DSOCR_ASSIGN_OR_RETURN(PageEmbeds pe, encode_page_cpu(m, page));
   lap("vision");
@@ -130,7 +133,8 @@ Expected<PageOutput> Engine::run(const Image& image, std::string_view prompt_in,
         strfmt("the prompt takes %zu tokens, the whole %d-token context; use a "
                "smaller --mode or a shorter prompt",
                ids.size(), cfg.max_pos));
-  const int max_new = static_cast<int>(std::min<int64_t>(impl_->opt.max_tokens, room));
+  const int max_new = static_cast<int>(
+      std::min<int64_t>(max_tokens > 0 ? max_tokens : impl_->opt.max_tokens, room));
 
   TokenStreamDecoder stream(*impl_->tok);
   auto on_token = [&](int32_t id) {
@@ -139,10 +143,10 @@ Expected<PageOutput> Engine::run(const Image& image, std::string_view prompt_in,
     out.raw_text += piece;
     return !on_text || piece.empty() || on_text(piece);
   };
-  auto finish = [&]() {
+  auto finish = [&]() {  // after out.stopped is set
     std::string tail = stream.flush();
     out.raw_text += tail;
-    if (on_text && !tail.empty()) on_text(tail);
+    if (on_text && !tail.empty() && !out.stopped) on_text(tail);
     lap("decode");
   };
 
@@ -162,6 +166,7 @@ Expected<PageOutput> Engine::run(const Image& image, std::string_view prompt_in,
     lap("prefill");
     DSOCR_ASSIGN_OR_RETURN(GpuGeneration gen, dec.generate(on_token));
     DSOCR_TRY(dec.end());
+    out.stopped = gen.stop == kRunning;  // the callback asked to stop
     out.ids = std::move(gen.ids);
     out.eos = gen.stop == kStopEos;
     finish();
@@ -182,6 +187,7 @@ Expected<PageOutput> Engine::run(const Image& image, std::string_view prompt_in,
   gc.ngram = std::max(impl_->opt.ngram, 1);
   DSOCR_ASSIGN_OR_RETURN(Generation gen,
                          generate_cpu(m, dec, ids, std::move(logits), gc, 0, on_token));
+  out.stopped = gen.stop == StopReason::kNone;
   out.ids = std::move(gen.ids);
   out.eos = gen.stop == StopReason::kEos;
   finish();

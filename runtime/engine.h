@@ -38,7 +38,9 @@ struct PageOutput {
   std::vector<int32_t> ids;          // generated ids
   int prompt_tokens = 0;
   int image_tokens = 0;
+  int tiles = 0;                     // Gundam tiles (local views); 0 when the page is not tiled
   bool eos = false;                  // generation ended with EOS (not the token limit)
+  bool stopped = false;              // on_text asked to stop before EOS or the token limit
   int image_w = 0, image_h = 0;      // the image after EXIF orientation
   std::map<std::string, double> ms;  // stage -> milliseconds
 };
@@ -49,9 +51,11 @@ class Engine {
   ~Engine();
 
   // Runs one image with a prompt containing exactly one "<image>". `on_text` receives decoded
-  // text as it is generated (never half a UTF-8 character); return false to stop early.
+  // text as it is generated (never half a UTF-8 character); return false to stop early (it is
+  // not called again). `max_tokens` > 0 overrides EngineOptions::max_tokens for this page.
   Expected<PageOutput> run(const Image& image, std::string_view prompt,
-                           const std::function<bool(std::string_view)>& on_text = {});
+                           const std::function<bool(std::string_view)>& on_text = {},
+                           int max_tokens = 0);
 
   const EngineOptions& options() const;
 

@@ -5,6 +5,8 @@
 // The options live in RunOptions and are parsed from a table of Flag entries: adding an option is
 // one field and one table row, and --help is generated from the same table, so it lists exactly
 // what works.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -19,6 +21,7 @@
 #include "loader/safetensors.h"
 #include "loader/schema.h"
 #include "loader/image.h"
+#include "runtime/batch.h"
 #include "runtime/cuda_check.h"
 #include "runtime/engine.h"
 #include "runtime/golden.h"
@@ -46,7 +49,12 @@ struct RunOptions {
   int verbose = 0;                // -v, -vv
   bool help = false;              // -h, --help
   // Pages.
-  std::vector<std::string> images;  // --image (repeatable)
+  struct ImageArg {
+    std::string value;
+    bool list = false;  // --images-from FILE (else --image PATH|DIR)
+  };
+  std::vector<ImageArg> image_args;  // --image, --images-from (repeatable, in order)
+  std::vector<std::string> images;   // the image files, expanded from image_args
   std::string task = "markdown";    // --task
   std::string prompt;               // --prompt (overrides --task)
   std::string ref;                  // --ref (task locate)
@@ -62,7 +70,8 @@ struct RunOptions {
   std::string pixels_from_golden;     // --pixels-from-golden CASE.safetensors
 };
 
-// A usage error (exit 2) or a runtime error (exit 1), carrying the one-line message.
+// A usage error (exit 2) or a runtime error (exit 1), carrying the one-line message (empty when
+// the lines printed already say what failed).
 struct Failure {
   int code;
   std::string message;
@@ -152,9 +161,17 @@ const std::vector<Flag>& flags() {
          return Status::Ok();
        }},
       {"--image", "PATH",
-       "image to OCR (PNG, JPEG, BMP, TGA, PNM); repeat for several; text goes to stdout",
+       "image to OCR (PNG, JPEG, BMP, TGA, PNM), or a directory of them (sorted by name, not "
+       "recursive); repeat for several; text goes to stdout",
        [](RunOptions& o, std::string_view v) {
-         o.images.emplace_back(v);
+         o.image_args.push_back({std::string(v), false});
+         return Status::Ok();
+       }},
+      {"--images-from", "FILE",
+       "OCR the images listed in FILE: one path per line (relative to FILE's directory), "
+       "blank lines and # comments skipped; repeatable",
+       [](RunOptions& o, std::string_view v) {
+         o.image_args.push_back({std::string(v), true});
          return Status::Ok();
        }},
       {"--task", "TASK",
@@ -242,6 +259,8 @@ std::string usage() {
       "OCR images with DeepSeek-OCR (text to stdout), or inspect a checkpoint and its memory plan.\n"
       "  pages:   --image PATH [--task T | --prompt TEXT] --device cpu   (the CUDA path is being\n"
       "           built: without --image, --device cuda plans, loads the weights and exits)\n"
+      "  many:    --image DIR and --images-from FILE add images; equal output names get _2, _3;\n"
+      "           a failed image is reported and skipped (exit status 1)\n"
       "  golden:  --image PATH | --pixels-from-golden CASE, --prompt-ids IDS --dump FILE\n\n"
       "options:\n",
       kTool);
@@ -250,7 +269,7 @@ std::string usage() {
     if (f.value) left += std::string(" ") + f.value;
     s += strfmt("  %-20s %s\n", left.c_str(), f.help);
   }
-  s += "\nexit status: 0 ok, 1 runtime error, 2 usage error\n";
+  s += "\nexit status: 0 ok, 1 runtime error or an image failed, 2 usage error\n";
   return s;
 }
 
@@ -307,6 +326,16 @@ Expected<RunOptions> parse_args(int argc, char** argv) {
   return o;
 }
 
+// --image DIR and --images-from FILE -> o.images, in the order given.
+Status expand_image_args(RunOptions& o) {
+  for (const RunOptions::ImageArg& a : o.image_args) {
+    DSOCR_ASSIGN_OR_RETURN(std::vector<std::string> paths,
+                           a.list ? read_image_list(a.value) : expand_image_arg(a.value));
+    o.images.insert(o.images.end(), paths.begin(), paths.end());
+  }
+  return Status::Ok();
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -333,9 +362,39 @@ Status run_golden_interface(const RunOptions& o) {
   return Status::Ok();
 }
 
-// OCR every --image; a failed image is reported and skipped, the exit code says whether any
-// failed.
+// The one-line progress bar on stderr (only on a terminal): drawn before each image, erased
+// before anything else is printed to the terminal.
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool enabled)
+      : enabled_(enabled), stdout_tty_(enabled && ::isatty(STDOUT_FILENO)) {}
+  void show(const std::string& line) {
+    if (!enabled_) return;
+    std::fprintf(stderr, "\r%s\x1b[K", line.c_str());
+    std::fflush(stderr);
+    shown_ = true;
+  }
+  void clear() {
+    if (!shown_) return;
+    std::fputs("\r\x1b[K", stderr);
+    std::fflush(stderr);
+    shown_ = false;
+  }
+  // Text is about to go to stdout: erase the bar if stdout is the same terminal.
+  void before_stdout() {
+    if (stdout_tty_) clear();
+  }
+
+ private:
+  bool enabled_, stdout_tty_, shown_ = false;
+};
+
+// OCR every image; a failed image is reported and skipped, the exit code says whether any
+// failed. With several images: a progress bar (on a terminal), a summary line per image and one
+// for the batch on stderr; the outputs are named uniquely (unique_output_names) and their figure
+// crops get the name as prefix (images/<name>_<i>.jpg) so that pages do not overwrite each other.
 Status run_pages(const RunOptions& o, Failure* failure) {
+  using Clock = std::chrono::steady_clock;
   std::string prompt = o.prompt;
   if (prompt.empty()) {
     DSOCR_ASSIGN_OR_RETURN(Task task, parse_task(o.task));
@@ -358,43 +417,63 @@ Status run_pages(const RunOptions& o, Failure* failure) {
   }
   DSOCR_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::open(eo));
   const bool stream = o.format == "text";
-  int failed = 0;
-  for (const std::string& path : o.images) {
-    Expected<Image> img = load_image(path);
-    Expected<PageOutput> page = img.ok() ? engine->run(*img, prompt, [&](std::string_view piece) {
-      if (!stream) return true;
-      std::fwrite(piece.data(), 1, piece.size(), stdout);
-      std::fflush(stdout);
-      return true;
-    }) : Expected<PageOutput>(img.status());
-    if (!page.ok()) {
-      ++failed;
+  const bool several = o.images.size() > 1;
+  const std::vector<std::string> names = unique_output_names(o.images);
+  const char* mode_name = mode_spec(o.mode).name;
+  ProgressBar bar(several && ::isatty(STDERR_FILENO));
+  BatchTotals totals;
+  totals.images = static_cast<int>(o.images.size());
+  const auto t_batch = Clock::now();
+  for (size_t i = 0; i < o.images.size(); ++i) {
+    const std::string& path = o.images[i];
+    const std::string file = std::filesystem::path(path).filename().string();
+    bar.show(progress_line(static_cast<int>(i), totals.images, static_cast<int>(i),
+                           seconds_since(t_batch), file));
+    auto fail = [&](const std::string& why) {
+      bar.clear();
+      totals.failed.push_back(file);
       // Image errors already name the file; engine errors do not.
-      const std::string& why = page.message();
       if (why.find(path) == std::string::npos)
         std::fprintf(stderr, "%s: %s: %s; skipped\n", kTool, path.c_str(), why.c_str());
       else
         std::fprintf(stderr, "%s: %s; skipped\n", kTool, why.c_str());
+    };
+    auto print_text = [&](std::string_view piece) {
+      if (!stream) return true;
+      bar.before_stdout();
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+      return true;
+    };
+    Expected<Image> img = load_image(path);
+    Expected<PageOutput> page =
+        img.ok() ? engine->run(*img, prompt, print_text) : Expected<PageOutput>(img.status());
+    if (!page.ok()) {
+      fail(page.message());
       continue;
     }
     // Grounding boxes, markdown, JSON, crops and the overlay (../shared/MODEL.md §8).
-    const PageResult post = postprocess_page(page->raw_text, page->image_w, page->image_h);
+    const PageResult post = postprocess_page(page->raw_text, page->image_w, page->image_h,
+                                             several ? names[i] + "_" : "");
     PageMeta meta;
-    meta.name = std::filesystem::path(path).stem().string();
+    meta.name = names[i];
     meta.width = page->image_w;
     meta.height = page->image_h;
-    meta.mode = mode_spec(o.mode).name;
+    meta.mode = mode_name;
     meta.prompt = prompt;
     meta.prompt_tokens = page->prompt_tokens;
     meta.image_tokens = page->image_tokens;
     meta.generated_tokens = static_cast<int64_t>(page->ids.size());
     meta.eos_reached = page->eos;
     for (const auto& [stage, ms] : page->ms) meta.timings_ms.emplace_back(stage, ms);
+    bar.before_stdout();
     if (o.format == "text") {
       std::fputc('\n', stdout);
     } else if (o.format == "md") {
-      std::string md = to_markdown(post.text, post.grounding, {});
-      std::fwrite(md.data(), 1, md.size(), stdout);
+      MarkdownOptions md;
+      md.image_prefix = post.image_prefix;
+      std::string text = to_markdown(post.text, post.grounding, md);
+      std::fwrite(text.data(), 1, text.size(), stdout);
       std::fputc('\n', stdout);
     } else {
       std::string js = page_json(meta, post);
@@ -405,25 +484,21 @@ Status run_pages(const RunOptions& o, Failure* failure) {
     if (!o.out_dir.empty()) {
       Status w = write_page_outputs(o.out_dir, *img, meta, post);
       if (!w.ok()) {
-        ++failed;
-        std::fprintf(stderr, "%s: %s: %s\n", kTool, path.c_str(), w.message().c_str());
+        fail(w.message());
         continue;
       }
     }
-    if (o.verbose >= 1) {
-      std::string stages;
-      double total = 0;
-      for (const auto& [k, ms] : page->ms) stages += strfmt(" %s %.0f ms,", k.c_str(), ms), total += ms;
-      const double dec_ms = page->ms.count("decode") ? page->ms.at("decode") : 0;
-      std::fprintf(stderr, "%s: %s: %s, %d prompt + %zu new tokens,%s %.1f tokens/s%s\n", kTool,
-                   path.c_str(), mode_spec(o.mode).name, page->prompt_tokens, page->ids.size(),
-                   stages.c_str(), dec_ms > 0 ? 1000.0 * page->ids.size() / dec_ms : 0.0,
-                   page->eos ? "" : " (no EOS: token limit reached)");
+    totals.tokens += static_cast<int64_t>(page->ids.size());
+    if (several || o.verbose >= 1) {
+      bar.clear();
+      std::fprintf(stderr, "%s\n", page_summary(file, mode_name, *page).c_str());
     }
   }
-  if (failed > 0)
-    *failure = {1, strfmt("%d of %zu image(s) failed; see the lines above", failed,
-                          o.images.size())};
+  totals.seconds = seconds_since(t_batch);
+  bar.clear();
+  if (several) std::fprintf(stderr, "%s\n", batch_summary(totals).c_str());
+  // The lines above say which images failed; the exit code says that some did.
+  if (!totals.failed.empty()) *failure = {1, ""};
   return Status::Ok();
 }
 
@@ -564,10 +639,15 @@ int main(int argc, char** argv) {
     std::fputs(usage().c_str(), stdout);
     return 0;
   }
+  if (Status s = expand_image_args(*opts); !s.ok()) {
+    std::fprintf(stderr, "%s: %s\n", kTool, s.message().c_str());
+    return 2;
+  }
   Failure usage_failure{0, ""};
   Status s = run(*opts, &usage_failure);
   if (usage_failure.code != 0) {
-    std::fprintf(stderr, "%s: %s\n", kTool, usage_failure.message.c_str());
+    if (!usage_failure.message.empty())
+      std::fprintf(stderr, "%s: %s\n", kTool, usage_failure.message.c_str());
     return usage_failure.code;
   }
   if (!s.ok()) {

@@ -118,7 +118,8 @@ TEST_F(Cli, HelpListsEveryOption) {
                            "--gpu-mem SIZE", "--device cuda|cpu", "-v", "--help", "--image PATH",
                            "--task TASK", "--prompt TEXT", "--ref TEXT", "--max-crops N",
                            "--ngram N", "--prompt-ids IDS", "--teacher-force IDS", "--dump FILE",
-                           "--pixels-from-golden CASE", "--out DIR", "--format F"})
+                           "--pixels-from-golden CASE", "--out DIR", "--format F",
+                           "--images-from FILE"})
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag << " missing from:\n" << r.out;
   EXPECT_EQ(r.out.find("not yet implemented"), std::string::npos);
   EXPECT_TRUE(r.err.empty());
@@ -233,9 +234,11 @@ TEST_F(Cli, PagesAndGoldenOnCpu) {
   Result r = run(model + "--max-tokens 2 --task ocr --image '" + png + "' --image '" +
                  bad.string() + "'");
   EXPECT_EQ(r.code, 1) << r.err;
-  EXPECT_NE(r.err.find("broken.png"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("skipped"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("1 of 2 image(s) failed"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("dsocr-run: " + bad.string() + ": truncated PNG header; the file is "
+                       "corrupt or truncated; skipped\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("2 images, 1 ok, 1 failed (broken.png)"), std::string::npos) << r.err;
   EXPECT_FALSE(r.out.empty()) << "the good image printed nothing";
   // --out writes the page files; --format json prints the page JSON.
   const fs::path out = *tmp_ / "out";
@@ -258,6 +261,53 @@ TEST_F(Cli, PagesAndGoldenOnCpu) {
     EXPECT_NE(f->find(name), nullptr) << name;
   EXPECT_EQ(f->find("input_ids")->shape, std::vector<int64_t>({1 + 73 + 2}));
   EXPECT_EQ(f->find("gen_ids")->shape, std::vector<int64_t>({2}));
+  fs::remove(dir / "tokenizer.json");
+}
+
+// Many images: directories and list files expand in order, a missing image is reported and
+// skipped (exit 1), duplicate names get suffixes, and stderr carries one summary line per image
+// and one for the batch (no progress bar: stderr is not a terminal here).
+TEST_F(Cli, ManyImagesFromDirectoriesAndLists) {
+  const fs::path dir = full_checkpoint();
+  fs::copy_file(fs::path(DSOCR_SOURCE_DIR) / "tests/data/tokenizer/deepseek_v3.tokenizer.json",
+                dir / "tokenizer.json", fs::copy_options::overwrite_existing);
+  const std::string model = "--model '" + dir.string() + "' --device cpu --mode tiny ";
+  const fs::path png = fs::path(DSOCR_GOLDEN_DIR) / "images/show4_600.png";
+  const fs::path work = *tmp_ / "many";
+  fs::create_directories(work / "scans");
+  fs::create_directories(work / "more");
+  fs::create_directories(work / "empty");
+  fs::copy_file(png, work / "scans/page.png");
+  std::ofstream(work / "scans/notes.txt") << "not an image";
+  fs::copy_file(png, work / "more/page.png");
+  // Relative entries are relative to the list file's directory, not the current directory.
+  std::ofstream(work / "list.txt") << "# second batch\n\nmore/page.png\nmissing.png\n";
+  const fs::path out = work / "out";
+  Result r = run(model + "--max-tokens 1 --task ocr --image '" + (work / "scans").string() +
+                 "' --images-from '" + (work / "list.txt").string() + "' --out '" + out.string() +
+                 "'");
+  EXPECT_EQ(r.code, 1) << r.err;
+  EXPECT_NE(r.err.find("dsocr-run: " + (work / "missing.png").string() +
+                       ": image file not found; check the path; skipped\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("page.png: tiny, 73 image tokens, 1 tokens, vision "), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("3 images, 2 ok, 1 failed (missing.png), 2 tokens in "), std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.err.find('\r'), std::string::npos) << "progress bar without a terminal";
+  for (const char* f : {"page.mmd", "page.json", "page_2.mmd", "page_2.json", "page_2_boxes.png"})
+    EXPECT_TRUE(fs::exists(out / f)) << f;
+  EXPECT_NE(slurp(out / "page_2.json").find("\"page_2\""), std::string::npos);
+  // One image, without -v: no summary lines.
+  Result one = run(model + "--max-tokens 1 --task ocr --image '" + (work / "more").string() + "'");
+  EXPECT_EQ(one.code, 0) << one.err;
+  EXPECT_TRUE(one.err.empty()) << one.err;
+  // Inputs that name no images are usage errors, before the model is opened.
+  expect_one_line_error(run(model + "--images-from '" + (work / "nope.txt").string() + "'"), 2,
+                        "nope.txt: list file not found");
+  expect_one_line_error(run(model + "--image '" + (work / "empty").string() + "'"), 2,
+                        "empty: no image files (.png, .jpg");
   fs::remove(dir / "tokenizer.json");
 }
 
