@@ -13,46 +13,62 @@ using cuda::kWarp;
 constexpr int kThreads = 128;
 constexpr int kMaxChunks = 4;  // 8-value chunks per thread: dim <= 128 × 4 × 8 = 4096
 
-template <typename DT>
-__device__ __forceinline__ void load_delta8(const DT* p, float (&f)[8]);
+// 8 values from a BF16 or FP32 row; 8 values to an FP32 row.
+template <typename T>
+__device__ __forceinline__ void load8(const T* p, float (&f)[8]);
 template <>
-__device__ __forceinline__ void load_delta8<uint16_t>(const uint16_t* p, float (&f)[8]) {
+__device__ __forceinline__ void load8<uint16_t>(const uint16_t* p, float (&f)[8]) {
   cuda::unpack8(*reinterpret_cast<const uint4*>(p), f);
 }
 template <>
-__device__ __forceinline__ void load_delta8<float>(const float* p, float (&f)[8]) {
+__device__ __forceinline__ void load8<float>(const float* p, float (&f)[8]) {
   const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
   f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
 }
+__device__ __forceinline__ void store8(float* p, const float (&f)[8]) {
+  reinterpret_cast<float4*>(p)[0] = make_float4(f[0], f[1], f[2], f[3]);
+  reinterpret_cast<float4*>(p)[1] = make_float4(f[4], f[5], f[6], f[7]);
+}
+__device__ __forceinline__ void store8(uint16_t* p, const float (&f)[8]) {
+  *reinterpret_cast<uint4*>(p) = cuda::pack8(f);
+}
 
-// kAdd: h (the x argument, written back) = bf16(h + delta). Otherwise x is only read.
-template <bool kAdd, typename DT>
+// The residual row x (BF16 or FP32). kAdd: x = x + delta, rounded to x's type and written back.
+// widened (optional): an FP32 copy of the row as read (the FP32 residual stream's start).
+// Then y = w · bf16(x · rsqrt(mean(x²) + eps)) (HF: normalise in FP32, round, scale in BF16).
+template <typename HT, bool kAdd, typename DT>
 __global__ void __launch_bounds__(kThreads)
-    rmsnorm_kernel(uint16_t* x,  // [T, ldx]
+    rmsnorm_kernel(HT* x,  // [T, ldx]
                    int64_t ldx,
                    const DT* __restrict__ delta,  // [T, ld_delta] (kAdd)
                    int64_t ld_delta,
+                   float* __restrict__ widened,  // [T, ld_wide] or null
+                   int64_t ld_wide,
                    const uint16_t* __restrict__ w,  // [dim]
                    uint16_t* y,                     // [T, ldy]
                    int64_t ldy, int dim, float eps) {
   __shared__ float s_part[kThreads / kWarp];
   const int row = blockIdx.x, tid = threadIdx.x;
   const int nc = dim / 8;
-  uint16_t* xr = x + row * ldx;
+  HT* xr = x + row * ldx;
   float v[kMaxChunks][8];
   float ss = 0.f;
 #pragma unroll
   for (int j = 0; j < kMaxChunks; ++j) {
     const int c = tid + j * kThreads;
     if (c >= nc) break;
-    cuda::unpack8(*reinterpret_cast<const uint4*>(xr + 8 * c), v[j]);
+    load8<HT>(xr + 8 * c, v[j]);
     if constexpr (kAdd) {
       float d[8];
-      load_delta8<DT>(delta + row * ld_delta + 8 * c, d);
+      load8<DT>(delta + row * ld_delta + 8 * c, d);
 #pragma unroll
-      for (int e = 0; e < 8; ++e) v[j][e] = cuda::bf16_to_f32(cuda::f32_to_bf16(v[j][e] + d[e]));
-      *reinterpret_cast<uint4*>(xr + 8 * c) = cuda::pack8(v[j]);
+      for (int e = 0; e < 8; ++e) {
+        v[j][e] += d[e];
+        if constexpr (sizeof(HT) == 2) v[j][e] = cuda::bf16_to_f32(cuda::f32_to_bf16(v[j][e]));
+      }
+      store8(xr + 8 * c, v[j]);
     }
+    if (widened) store8(widened + row * ld_wide + 8 * c, v[j]);
 #pragma unroll
     for (int e = 0; e < 8; ++e) ss = fmaf(v[j][e], v[j][e], ss);
   }
@@ -84,14 +100,14 @@ bool bad_shape(const void* x, int64_t ldx, const void* w, const void* y, int64_t
          ldy < dim || ldy % 8 || !aligned16(x) || !aligned16(w) || !aligned16(y);
 }
 
-template <typename DT>
-cudaError_t add_rmsnorm_any(uint16_t* h, int64_t ldh, const DT* delta, int64_t ld_delta,
+template <typename HT, typename DT>
+cudaError_t add_rmsnorm_any(HT* h, int64_t ldh, const DT* delta, int64_t ld_delta,
                             const uint16_t* w, uint16_t* y, int64_t ldy, int T, int dim, float eps,
                             cudaStream_t stream) {
   if (bad_shape(h, ldh, w, y, ldy, T, dim) || ld_delta < dim || ld_delta % 8 || !aligned16(delta))
     return cudaErrorInvalidValue;
-  rmsnorm_kernel<true, DT>
-      <<<T, kThreads, 0, stream>>>(h, ldh, delta, ld_delta, w, y, ldy, dim, eps);
+  rmsnorm_kernel<HT, true, DT>
+      <<<T, kThreads, 0, stream>>>(h, ldh, delta, ld_delta, nullptr, 0, w, y, ldy, dim, eps);
   return cudaGetLastError();
 }
 
@@ -101,8 +117,18 @@ cudaError_t rmsnorm(const uint16_t* x, int64_t ldx, const uint16_t* w, uint16_t*
                     int T, int dim, float eps, cudaStream_t stream) {
   if (bad_shape(x, ldx, w, y, ldy, T, dim)) return cudaErrorInvalidValue;
   // kAdd = false never writes x.
-  rmsnorm_kernel<false, uint16_t>
-      <<<T, kThreads, 0, stream>>>(const_cast<uint16_t*>(x), ldx, nullptr, 0, w, y, ldy, dim, eps);
+  rmsnorm_kernel<uint16_t, false, uint16_t><<<T, kThreads, 0, stream>>>(
+      const_cast<uint16_t*>(x), ldx, nullptr, 0, nullptr, 0, w, y, ldy, dim, eps);
+  return cudaGetLastError();
+}
+
+cudaError_t rmsnorm_widen(const uint16_t* x, int64_t ldx, float* h, int64_t ldh,
+                          const uint16_t* w, uint16_t* y, int64_t ldy, int T, int dim, float eps,
+                          cudaStream_t stream) {
+  if (bad_shape(x, ldx, w, y, ldy, T, dim) || !h || ldh < dim || ldh % 8 || !aligned16(h))
+    return cudaErrorInvalidValue;
+  rmsnorm_kernel<uint16_t, false, uint16_t><<<T, kThreads, 0, stream>>>(
+      const_cast<uint16_t*>(x), ldx, nullptr, 0, h, ldh, w, y, ldy, dim, eps);
   return cudaGetLastError();
 }
 
@@ -111,8 +137,17 @@ cudaError_t add_rmsnorm(uint16_t* h, int64_t ldh, const uint16_t* delta, int64_t
                         cudaStream_t stream) {
   return add_rmsnorm_any(h, ldh, delta, ld_delta, w, y, ldy, T, dim, eps, stream);
 }
-
 cudaError_t add_rmsnorm(uint16_t* h, int64_t ldh, const float* delta, int64_t ld_delta,
+                        const uint16_t* w, uint16_t* y, int64_t ldy, int T, int dim, float eps,
+                        cudaStream_t stream) {
+  return add_rmsnorm_any(h, ldh, delta, ld_delta, w, y, ldy, T, dim, eps, stream);
+}
+cudaError_t add_rmsnorm(float* h, int64_t ldh, const uint16_t* delta, int64_t ld_delta,
+                        const uint16_t* w, uint16_t* y, int64_t ldy, int T, int dim, float eps,
+                        cudaStream_t stream) {
+  return add_rmsnorm_any(h, ldh, delta, ld_delta, w, y, ldy, T, dim, eps, stream);
+}
+cudaError_t add_rmsnorm(float* h, int64_t ldh, const float* delta, int64_t ld_delta,
                         const uint16_t* w, uint16_t* y, int64_t ldy, int T, int dim, float eps,
                         cudaStream_t stream) {
   return add_rmsnorm_any(h, ldh, delta, ld_delta, w, y, ldy, T, dim, eps, stream);

@@ -62,4 +62,24 @@ cudaError_t add_rmsnorm(uint16_t* h, int64_t ldh,
                         int64_t ld_delta, const uint16_t* w, uint16_t* y, int64_t ldy, int T,
                         int dim, float eps, cudaStream_t stream);
 
+// The FP32 residual stream (the GPU decoder keeps h in FP32: the official BF16 model rounds h to
+// BF16 after every sublayer, which alone puts it at the BF16 error level; runtime/decoder_gpu.cpp):
+//   rmsnorm_widen: h = float(x) (the BF16 embeddings), y = rmsnorm(h);
+//   add_rmsnorm:   h = h + delta in FP32 (no rounding), y = rmsnorm(h).
+// PRECOND: as add_rmsnorm; ldh % 8 == 0, h 16-byte aligned.
+cudaError_t rmsnorm_widen(const uint16_t* x,  // [T, ldx] BF16
+                          int64_t ldx,
+                          float* h,  // [T, ldh] FP32 out
+                          int64_t ldh, const uint16_t* w, uint16_t* y, int64_t ldy, int T,
+                          int dim, float eps, cudaStream_t stream);
+cudaError_t add_rmsnorm(float* h,  // [T, ldh] FP32 residual stream, updated in place
+                        int64_t ldh,
+                        const uint16_t* delta,  // [T, ld_delta] BF16
+                        int64_t ld_delta, const uint16_t* w, uint16_t* y, int64_t ldy, int T,
+                        int dim, float eps, cudaStream_t stream);
+cudaError_t add_rmsnorm(float* h, int64_t ldh,
+                        const float* delta,  // [T, ld_delta] FP32
+                        int64_t ld_delta, const uint16_t* w, uint16_t* y, int64_t ldy, int T,
+                        int dim, float eps, cudaStream_t stream);
+
 }  // namespace dsocr

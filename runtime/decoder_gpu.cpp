@@ -40,7 +40,8 @@ struct Carver {
 };
 
 struct Work {
-  uint16_t* h;         // [max_rows, dim] BF16: input embeddings, then the residual stream
+  uint16_t* in;        // [max_rows, dim] BF16 input embeddings (token rows, image rows)
+  float* h;            // [max_rows, dim] FP32 residual stream (see rmsnorm.h: rmsnorm_widen)
   uint16_t* x;         // [max_rows, dim] BF16 normed
   uint16_t* qkv;       // [max_rows, 3 dim] BF16 (q rotated in place)
   uint16_t* attn;      // [max_rows, dim] BF16
@@ -69,7 +70,8 @@ uint64_t moe_ws_bytes(const ModelConfig& c, int64_t rows) {
 Work carve_work(const ModelConfig& c, int64_t rows, uint8_t* base) {
   Carver cv{base};
   Work w;
-  w.h = cv.take<uint16_t>(rows * c.dim);
+  w.in = cv.take<uint16_t>(rows * c.dim);
+  w.h = cv.take<float>(rows * c.dim);
   w.x = cv.take<uint16_t>(rows * c.dim);
   w.qkv = cv.take<uint16_t>(rows * 3 * c.dim);
   w.attn = cv.take<uint16_t>(rows * c.dim);
@@ -269,15 +271,12 @@ struct GpuDecoder::Impl {
     if (!tap) return Status::Ok();
     const int64_t P = static_cast<int64_t>(tap->positions.size()), d = cfg.dim;
     tap->out.resize(static_cast<size_t>((cfg.n_layers + 1) * P * d));
-    std::vector<uint16_t> row(d);
     for (int64_t i = 0; i < P; ++i) {
       const int64_t p = tap->positions[i] - pos;
       if (p < 0 || p >= T) continue;
-      DSOCR_CUDA_TRY(cudaMemcpyAsync(row.data(), work.h + p * d, d * 2, cudaMemcpyDeviceToHost,
-                                     stream));
-      DSOCR_CUDA_TRY(cudaStreamSynchronize(stream));
       float* dst = tap->out.data() + (slot * P + i) * d;
-      for (int64_t j = 0; j < d; ++j) dst[j] = bf16_to_f32(row[j]);
+      DSOCR_CUDA_TRY(cudaMemcpyAsync(dst, work.h + p * d, d * 4, cudaMemcpyDeviceToHost, stream));
+      DSOCR_CUDA_TRY(cudaStreamSynchronize(stream));
     }
     return Status::Ok();
   }
@@ -289,7 +288,8 @@ struct GpuDecoder::Impl {
     for (int l = 0; l < cfg.n_layers; ++l) {
       const DecoderLayerWeights& L = w.layers[l];
       if (l == 0)
-        DSOCR_CUDA_TRY(rmsnorm(work.h, d, L.in_norm, work.x, d, t, d, cfg.rms_eps, stream));
+        DSOCR_CUDA_TRY(rmsnorm_widen(work.in, d, work.h, d, L.in_norm, work.x, d, t, d,
+                                     cfg.rms_eps, stream));
       else
         DSOCR_TRY(add_norm(L.in_norm, T));
       DSOCR_TRY(tap_rows(tap, l, T));
@@ -315,7 +315,7 @@ struct GpuDecoder::Impl {
 
   // One decode step of the state's token at the state's position (captured in the graph).
   Status step() {
-    DSOCR_CUDA_TRY(embed_rows(&samp.state->token, w.embed, work.h, cfg.dim, 1, cfg.vocab,
+    DSOCR_CUDA_TRY(embed_rows(&samp.state->token, w.embed, work.in, cfg.dim, 1, cfg.vocab,
                               cfg.dim, stream));
     DSOCR_TRY(forward(1, &samp.state->pos, /*decode=*/true, nullptr));
     return sample();
@@ -371,7 +371,7 @@ Expected<std::unique_ptr<GpuDecoder>> GpuDecoder::create(const ModelConfig& cfg,
 }
 
 uint16_t* GpuDecoder::input_rows() const {
-  return impl_->work.h;
+  return impl_->work.in;
 }
 int64_t GpuDecoder::max_rows() const {
   return impl_->max_rows;
@@ -410,8 +410,8 @@ Status GpuDecoder::begin(const std::vector<int32_t>& prompt, int max_new, const 
   for (int64_t i = 0; i < T; ++i) pos[i] = static_cast<int32_t>(i);
   DSOCR_CUDA_TRY(cudaMemcpyAsync(m.work.pos_ids, pos.data(), T * 4, cudaMemcpyHostToDevice,
                                  m.stream));
-  DSOCR_CUDA_TRY(embed_rows(m.samp.ids, m.w.embed, m.work.h, c.dim, static_cast<int>(T), c.vocab,
-                            c.dim, m.stream));
+  DSOCR_CUDA_TRY(embed_rows(m.samp.ids, m.w.embed, m.work.in, c.dim, static_cast<int>(T),
+                            c.vocab, c.dim, m.stream));
   // The state as of the prompt: the next accepted token goes to ids[T], K/V row T.
   DecodeSeqState s;
   s.len = static_cast<int32_t>(T), s.prompt_len = s.len, s.pos = s.len - 1;
@@ -505,8 +505,8 @@ Status GpuDecoder::forced_step(int32_t token, float* logits) {
   s.pos = static_cast<int32_t>(m.pos), s.token = token;
   s.max_new = m.max_new, s.capacity = static_cast<int32_t>(m.seq.capacity());
   DSOCR_CUDA_TRY(cudaMemcpyAsync(m.samp.state, &s, sizeof s, cudaMemcpyHostToDevice, m.stream));
-  DSOCR_CUDA_TRY(embed_rows(&m.samp.state->token, m.w.embed, m.work.h, c.dim, 1, c.vocab, c.dim,
-                            m.stream));
+  DSOCR_CUDA_TRY(embed_rows(&m.samp.state->token, m.w.embed, m.work.in, c.dim, 1, c.vocab,
+                            c.dim, m.stream));
   DSOCR_TRY(m.forward(1, &m.samp.state->pos, /*decode=*/true, nullptr));
   DSOCR_CUDA_TRY(cudaMemcpyAsync(logits, m.work.logits, c.vocab * 4, cudaMemcpyDeviceToHost,
                                  m.stream));

@@ -10,6 +10,9 @@
 //                          token, one step behind the device
 //   forced_step(id)        one step on a given token (teacher forcing for the golden checks)
 //   end()                  return the pages
+// Numerics: BF16 weights and activations with FP32 accumulation, FP32 router logits and softmax,
+// and an FP32 residual stream (the official model rounds it to BF16 after every sublayer; keeping
+// it in FP32 is what puts this path reliably below the official BF16 error on the goldens).
 // Every buffer comes from three pool regions given at creation ("decoder" activations, "kv_cache",
 // "sampling"); nothing is allocated afterwards except the graph itself.
 #pragma once

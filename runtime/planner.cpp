@@ -167,10 +167,10 @@ uint64_t vision_workspace_bytes(const ModelConfig& cfg, Mode mode) {
 }
 
 // Decoder activations: the GPU decoder's own carving of its region (runtime/decoder_gpu.cpp) for
-// a prefill of max_batch x prompt_tokens rows (residual, normed, q|k|v, attention, FP32 sublayer
-// output, dense gate|up, MoE scratch, router outputs; ~48 KB + MoE scratch per row) plus the
+// a prefill of max_batch x prompt_tokens rows (input rows, FP32 residual, normed, q|k|v, attention,
+// sublayer outputs, dense gate|up, MoE scratch, router outputs; ~106 KB per row, half of it MoE scratch) + the
 // row-independent buffers: FP32 logits, decode-attention partials for 8192 keys, argmax scratch,
-// cuBLASLt's 32 MiB workspace. Gundam (1,128 rows) ~90 MB.
+// cuBLASLt's 32 MiB workspace. Gundam (1,128 rows) ~155 MB.
 uint64_t decoder_activation_bytes(const ModelConfig& cfg, int prompt_tokens, int max_batch) {
   return GpuDecoder::workspace_bytes(cfg, static_cast<int64_t>(prompt_tokens) * max_batch) +
          static_cast<uint64_t>(max_batch - 1) * cfg.vocab * 4;

@@ -108,6 +108,66 @@ TEST(RmsNorm, DecoderAndOddShapes) {
   }
 }
 
+// The FP32 residual stream: h = float(x) / h += delta exactly in FP32, y = rmsnorm(h).
+void fp32_case(int T, int dim, int64_t pad, bool widen, bool bf16_delta, uint64_t seed) {
+  Rng rng(seed);
+  const int64_t ld = dim + pad;
+  const float eps = 1e-6f;
+  const std::vector<uint16_t> x16 = random_bf16(rng, T * ld, -3.f, 3.f),
+                              w = random_bf16(rng, dim, 0.f, 2.f),
+                              d16 = random_bf16(rng, T * ld, -1.f, 1.f);
+  const std::vector<float> h0 = random_f32(rng, T * ld, -3.f, 3.f),
+                           d32 = random_f32(rng, T * ld, -1.f, 1.f);
+  DevBuf<uint16_t> dx(x16), dw(w), dd16(d16), dy(T * ld);
+  DevBuf<float> dh(h0), dd32(d32);
+  if (widen) {
+    dh.poison();
+    LAUNCH_OK(rmsnorm_widen(dx.get(), ld, dh.get(), ld, dw.get(), dy.get(), ld, T, dim, eps,
+                            nullptr));
+  } else if (bf16_delta) {
+    LAUNCH_OK(add_rmsnorm(dh.get(), ld, dd16.get(), ld, dw.get(), dy.get(), ld, T, dim, eps,
+                          nullptr));
+  } else {
+    LAUNCH_OK(add_rmsnorm(dh.get(), ld, dd32.get(), ld, dw.get(), dy.get(), ld, T, dim, eps,
+                          nullptr));
+  }
+  const std::vector<float> h = dh.download();
+  const std::vector<uint16_t> y = dy.download();
+  std::vector<double> y64, yn, yk;
+  for (int t = 0; t < T; ++t) {
+    std::vector<float> hr(dim);
+    double ss = 0;
+    float ssf = 0;
+    for (int i = 0; i < dim; ++i) {
+      const size_t k = static_cast<size_t>(t) * ld + i;
+      hr[i] = widen ? bf16_to_f32(x16[k]) : h0[k] + (bf16_delta ? bf16_to_f32(d16[k]) : d32[k]);
+      ASSERT_EQ(h[k], hr[i]) << "h t=" << t << " i=" << i;  // exact: one FP32 add, or a copy
+      ss += double(hr[i]) * hr[i];
+      ssf += hr[i] * hr[i];
+    }
+    const double r64 = 1.0 / std::sqrt(ss / dim + eps);
+    const float rf = 1.f / std::sqrt(ssf / dim + eps);
+    for (int i = 0; i < dim; ++i) {
+      const float wv = bf16_to_f32(w[i]);
+      y64.push_back(wv * hr[i] * r64);
+      yn.push_back(round_bf16(wv * round_bf16(hr[i] * rf)));
+      yk.push_back(bf16_to_f32(y[t * ld + i]));
+    }
+  }
+  char name[96];
+  std::snprintf(name, sizeof name, "fp32 residual T=%d dim=%d %s", T, dim,
+                widen ? "widen" : bf16_delta ? "+bf16" : "+f32");
+  expect_2x_naive(name, yk, yn, y64);
+}
+
+TEST(RmsNorm, Fp32ResidualStream) {
+  DSOCR_SKIP_WITHOUT_GPU();
+  uint64_t seed = 50;
+  for (int T : {1, 37, 912})
+    for (int mode = 0; mode < 3; ++mode) fp32_case(T, 1280, T == 37 ? 8 : 0, mode == 0, mode == 1, ++seed);
+  fp32_case(3, 4096, 0, false, false, ++seed);
+}
+
 TEST(RmsNorm, InPlaceAndRejects) {
   DSOCR_SKIP_WITHOUT_GPU();
   Rng rng(9);

@@ -91,15 +91,15 @@ TEST(Planner, Formulas) {
   EXPECT_LT(vision_workspace_bytes(cfg, Mode::kBase), 140e6);
   EXPECT_GT(vision_workspace_bytes(cfg, Mode::kGundam), 300e6);
   EXPECT_LT(vision_workspace_bytes(cfg, Mode::kGundam), 400e6);
-  // Decoder: the GPU decoder's carving; per row ~48 KB + MoE scratch, plus fixed buffers
+  // Decoder: the GPU decoder's carving; per row ~106 KB (MoE prefill scratch half of it), plus fixed buffers
   // (logits, attention partials, cuBLASLt's 32 MiB) and FP32 logits per extra sequence.
   const uint64_t fixed = decoder_activation_bytes(cfg, 0, 1);
   const uint64_t one = decoder_activation_bytes(cfg, 1000, 1);
   EXPECT_EQ(one, GpuDecoder::workspace_bytes(cfg, 1000));
   EXPECT_GT(fixed, 32ull << 20);
   EXPECT_LT(fixed, 40ull << 20);
-  EXPECT_GT(one - fixed, 1000ull * 40000);
-  EXPECT_LT(one - fixed, 1000ull * 80000);
+  EXPECT_GT(one - fixed, 1000ull * 90000);
+  EXPECT_LT(one - fixed, 1000ull * 130000);
   EXPECT_EQ(decoder_activation_bytes(cfg, 500, 2) - GpuDecoder::workspace_bytes(cfg, 1000),
             129280u * 4);
   EXPECT_EQ(sampling_state_bytes(cfg, 3), 3 * sampling_state_bytes(cfg, 1));
