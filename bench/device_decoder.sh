@@ -6,18 +6,8 @@
 set -u
 D=${1:-.dc-dec}
 OUT=${OUT:-$PWD/out}
-mkdir -p "$OUT"
 LOG=$OUT/decoder.log
-: >"$LOG"
-say() { echo "$*" | tee -a "$LOG"; }
-run() {  # run NAME TIMEOUT CMD...
-  local name=$1 limit=$2; shift 2
-  echo "=== $name: $*" >>"$LOG"
-  local t0=$(date +%s%N)
-  timeout "$limit" "$@" >>"$LOG" 2>&1
-  local rc=$?
-  say "$(printf '%-36s rc=%-3s %8.1fs  ' "$name" "$rc" "$(( ($(date +%s%N) - t0) / 1000000 ))e-3")$(sed -n "/^=== $name:/,\$p" "$LOG" | grep -hE '^\[  (PASSED|FAILED)  \]|ERROR SUMMARY' | tail -1)"
-}
+source "$(dirname "$0")/device_lib.sh"
 say "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
 [ -d "$D/lib" ] && export LD_LIBRARY_PATH="$PWD/$D/lib:${LD_LIBRARY_PATH:-}"
 for t in "$D"/bin/gpu_*_test; do run "$(basename "$t")" 300 "$t"; done

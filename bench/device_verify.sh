@@ -9,17 +9,8 @@ set -u
 F=${1:-.devcarry}
 D=${2:-build-gdec-carry}
 OUT=${OUT:-$PWD/out}
-mkdir -p "$OUT"
 LOG=$OUT/verify.log
-: >"$LOG"
-say() { echo "$*" | tee -a "$LOG"; }
-run() {  # run NAME TIMEOUT CMD...
-  local name=$1 limit=$2; shift 2
-  echo "=== $name: $*" >>"$LOG"
-  timeout "$limit" "$@" >>"$LOG" 2>&1
-  local rc=$?
-  say "$(printf '%-34s rc=%s' "$name" "$rc")  $(grep -hE '^\[  (PASSED|FAILED)  \]|ERROR SUMMARY' "$LOG" | tail -1)"
-}
+source "$(dirname "$0")/device_lib.sh"
 say "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
 run gpu_pool_test 120 "$F/bin/gpu_pool_test"
 run gpu_weights_upload_test 300 "$F/bin/gpu_weights_upload_test"

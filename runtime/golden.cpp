@@ -35,6 +35,16 @@ DumpTensor i64_tensor(const std::string& name, const std::vector<int32_t>& ids) 
   return make_tensor(name, DType::I64, {static_cast<int64_t>(v.size())}, v.data(), v.size());
 }
 
+// prefill_hidden (+ positions) and prefill_logits_last.
+void push_prefill(TensorDump& dump, const ModelConfig& cfg, const HiddenTap& tap,
+                  const std::vector<float>& logits) {
+  const int64_t P = static_cast<int64_t>(tap.positions.size());
+  dump.push_back(f32_tensor("prefill_hidden", {cfg.n_layers + 1, P, cfg.dim}, tap.out.data()));
+  dump.push_back(make_tensor("prefill_hidden_positions", DType::I64, {P}, tap.positions.data(),
+                             tap.positions.size()));
+  dump.push_back(f32_tensor("prefill_logits_last", {cfg.vocab}, logits.data()));
+}
+
 }  // namespace
 
 std::vector<int64_t> golden_hidden_positions(int64_t T) {
@@ -78,11 +88,7 @@ static Status golden_decoder_gpu(const GoldenOptions& opt, const std::vector<int
   tap.positions = golden_hidden_positions(T);
   std::vector<float> logits0(cfg.vocab);
   DSOCR_TRY(dec.prefill(logits0.data(), &tap));
-  const int64_t P = static_cast<int64_t>(tap.positions.size());
-  dump.push_back(f32_tensor("prefill_hidden", {cfg.n_layers + 1, P, cfg.dim}, tap.out.data()));
-  dump.push_back(make_tensor("prefill_hidden_positions", DType::I64, {P}, tap.positions.data(),
-                             tap.positions.size()));
-  dump.push_back(f32_tensor("prefill_logits_last", {cfg.vocab}, logits0.data()));
+  push_prefill(dump, cfg, tap, logits0);
   stage("prefill");
   DSOCR_ASSIGN_OR_RETURN(GpuGeneration gen, dec.generate());
   DSOCR_TRY(dec.end());
@@ -173,11 +179,7 @@ Expected<TensorDump> run_golden(const GoldenOptions& opt,
   tap.positions = golden_hidden_positions(T);
   std::vector<float> logits0(cfg.vocab);
   DSOCR_TRY(dec.forward(embeds.data(), T, logits0.data(), &tap));
-  const int64_t P = static_cast<int64_t>(tap.positions.size());
-  dump.push_back(f32_tensor("prefill_hidden", {cfg.n_layers + 1, P, cfg.dim}, tap.out.data()));
-  dump.push_back(make_tensor("prefill_hidden_positions", DType::I64, {P}, tap.positions.data(),
-                             tap.positions.size()));
-  dump.push_back(f32_tensor("prefill_logits_last", {cfg.vocab}, logits0.data()));
+  push_prefill(dump, cfg, tap, logits0);
   stage("prefill");
 
   // Free-running greedy generation with the HF no-repeat-ngram ban; without teacher-force ids
