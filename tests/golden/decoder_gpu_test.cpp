@@ -82,7 +82,7 @@ void run_case(const std::string& name) {
   const int64_t T = static_cast<int64_t>(prompt.size()), d = cfg.dim;
   const int64_t n_img = static_cast<int64_t>(img.size()) / d;
   ASSERT_EQ(prompt[0], cfg.bos_id);
-  ASSERT_EQ(prompt[1], cfg.image_token_id);
+  for (int64_t i = 1; i <= n_img; ++i) ASSERT_EQ(prompt[i], cfg.image_token_id) << i;
   const int steps = static_cast<int>(gold_gen.size());
   NGramBan ban;
   ban.mode = NGramBan::kHF, ban.n = ngram;
