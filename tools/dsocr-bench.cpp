@@ -1,6 +1,12 @@
 // dsocr-bench: performance of the runtime on this GPU, reported against the machine's own
 // measured ceilings (DESIGN.md §9, METHOD.md: CUDA events, warm-up, medians).
 //
+//   dsocr-bench kernels [--ctx 282,912,2048] [--filter REGEX] [--json FILE]
+//       every decoder kernel at the model's shapes (random weights): batch-1 decode step kernels
+//       (attention at the last --ctx) and prefill kernels per --ctx; median and p10..p90 per
+//       launch (graph of 16 launches, inputs rotated past 3x L2, 25 samples), GB/s and TFLOP/s
+//       against the copy bandwidth and cuBLASLt BF16 GEMM peak measured in the same run, and the
+//       sum of the decode step's kernels (launches per step x median).
 //   dsocr-bench decode --model DIR [--ctx 282,912] [--tokens N] [--reps N] [--json FILE]
 //       batch-1 decoder on the checkpoint: prefill time per context length, decode ms/token
 //       (graph-replayed steps, the host one token behind), bytes read per token, achieved GB/s
@@ -8,6 +14,10 @@
 // Prompts are synthetic (BOS + seeded random text ids): timing does not depend on the content
 // beyond the MoE routing. EOS is ignored so every run decodes exactly --tokens tokens.
 #include <algorithm>
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <regex>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -16,8 +26,18 @@
 #include <string>
 #include <vector>
 
+#include "kernels/argmax.h"
+#include "kernels/causal_attention.h"
+#include "kernels/gemm.h"
+#include "kernels/linear.h"
+#include "kernels/moe.h"
+#include "kernels/ngram.h"
+#include "kernels/prefill_attention.h"
+#include "kernels/rmsnorm.h"
+#include "kernels/rope.h"
 #include "runtime/cuda_check.h"
 #include "runtime/gpu_model.h"
+#include "runtime/kernel_timer.h"
 
 namespace dsocr {
 namespace {
@@ -25,9 +45,14 @@ namespace {
 constexpr const char* kTool = "dsocr-bench";
 
 std::string usage() {
-  return "usage: dsocr-bench decode --model DIR [options]\n"
-         "  Batch-1 decoder timing on this GPU, against its measured copy bandwidth.\n"
-         "  --ctx LIST      prompt lengths to time, comma separated (default 282,912)\n"
+  return "usage: dsocr-bench kernels [options]\n"
+         "       dsocr-bench decode --model DIR [options]\n"
+         "  kernels: every decoder kernel at the model's shapes, against the copy bandwidth and\n"
+         "           BF16 GEMM peak measured in the same run (no model needed)\n"
+         "  decode:  batch-1 prefill and decode timing of a model on this GPU\n"
+         "  --filter REGEX  kernels: only rows whose name matches\n"
+         "  --ctx LIST      prompt lengths, comma separated (decode: 282,912; kernels:\n"
+         "                  282,912,2048, decode attention at the last)\n"
          "  --tokens N      tokens decoded per run (default 128)\n"
          "  --reps N        runs per figure; the median is reported (default 5)\n"
          "  --json FILE     also write the figures as JSON\n"
@@ -35,8 +60,8 @@ std::string usage() {
 }
 
 struct Args {
-  std::string cmd, model, json;
-  std::vector<int> ctx = {282, 912};
+  std::string cmd, model, json, filter;
+  std::vector<int> ctx;
   int tokens = 128, reps = 5;
 };
 
@@ -54,8 +79,8 @@ Expected<Args> parse(int argc, char** argv) {
   if (argc < 2) return Status::Error("no command; try `dsocr-bench --help`");
   a.cmd = argv[1];
   if (a.cmd == "-h" || a.cmd == "--help") return a;
-  if (a.cmd != "decode")
-    return Status::Error("unknown command '" + a.cmd + "'; the commands are: decode");
+  if (a.cmd != "decode" && a.cmd != "kernels")
+    return Status::Error("unknown command '" + a.cmd + "'; the commands are: kernels, decode");
   for (int i = 2; i < argc; ++i) {
     const std::string f = argv[i];
     if (f == "-h" || f == "--help") {
@@ -68,6 +93,13 @@ Expected<Args> parse(int argc, char** argv) {
       a.model = v;
     } else if (f == "--json") {
       a.json = v;
+    } else if (f == "--filter") {
+      try {
+        std::regex r(v);
+      } catch (const std::regex_error&) {
+        return Status::Error("--filter '" + v + "': not a valid regular expression");
+      }
+      a.filter = v;
     } else if (f == "--tokens") {
       DSOCR_ASSIGN_OR_RETURN(a.tokens, parse_int(f, v, 1, 4096));
     } else if (f == "--reps") {
@@ -85,37 +117,17 @@ Expected<Args> parse(int argc, char** argv) {
       return Status::Error("unknown option '" + f + "'; see --help");
     }
   }
-  if (a.model.empty()) return Status::Error("decode needs --model DIR");
+  if (a.ctx.empty()) a.ctx = a.cmd == "kernels" ? std::vector<int>{282, 912, 2048}
+                                                 : std::vector<int>{282, 912};
+  if (a.cmd == "decode" && a.model.empty()) return Status::Error("decode needs --model DIR");
+  if (a.cmd == "kernels" && !a.model.empty())
+    return Status::Error("kernels takes no --model (random weights at the model's shapes)");
   return a;
 }
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
-}
-
-// Device-to-device copy of a 1 GiB buffer: the bandwidth ceiling of a streaming kernel.
-Expected<double> measure_copy_gbps() {
-  const size_t bytes = size_t{1} << 30;
-  void *a = nullptr, *b = nullptr;
-  DSOCR_CUDA_TRY(cudaMalloc(&a, bytes));
-  DSOCR_CUDA_TRY(cudaMalloc(&b, bytes));
-  cudaEvent_t e0, e1;
-  cudaEventCreate(&e0), cudaEventCreate(&e1);
-  std::vector<double> ms;
-  for (int i = 0; i < 13; ++i) {
-    cudaEventRecord(e0);
-    cudaMemcpyAsync(i % 2 ? a : b, i % 2 ? b : a, bytes, cudaMemcpyDeviceToDevice);
-    cudaEventRecord(e1);
-    cudaEventSynchronize(e1);
-    float t = 0;
-    cudaEventElapsedTime(&t, e0, e1);
-    if (i >= 3) ms.push_back(t);  // warm-up
-  }
-  cudaEventDestroy(e0), cudaEventDestroy(e1);
-  cudaFree(a), cudaFree(b);
-  DSOCR_CUDA_TRY(cudaGetLastError());
-  return 2.0 * bytes / (median(ms) * 1e-3) * 1e-9;  // read + write
 }
 
 // Bytes one batch-1 decode step reads at context `ctx` (DESIGN.md §9).
@@ -131,8 +143,15 @@ double decode_bytes(const ModelConfig& c, int ctx) {
   return attn + dense + moe + head + kv;
 }
 
+Status need_gpu() {
+  const Status s = cuda_device_available();
+  if (s.ok()) return s;
+  return Status::Error("no GPU: " + s.message() +
+                       "; dsocr-bench times CUDA kernels, run it on a machine with an NVIDIA GPU");
+}
+
 Status run_decode(const Args& a) {
-  DSOCR_TRY(cuda_device_available());
+  DSOCR_TRY(need_gpu());
   DSOCR_ASSIGN_OR_RETURN(const double copy_gbps, measure_copy_gbps());
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
@@ -201,6 +220,300 @@ Status run_decode(const Args& a) {
   return Status::Ok();
 }
 
+// ---- dsocr-bench kernels ----------------------------------------------------------------------
+// One row per kernel at the model's shapes: median (p10..p90) per launch, bytes and flops it must
+// move/do, achieved GB/s and TFLOP/s, the share of the ceilings measured in this run, the bound.
+struct KernelRow {
+  std::string name;
+  int per_step = 0;  // launches per batch-1 decode step (0: not a decode-step kernel)
+  double bytes = 0, flops = 0;
+  KernelTiming t;
+};
+
+struct KernelCase {
+  std::string name;
+  int per_step;
+  double bytes, flops;
+  std::function<cudaError_t(int, cudaStream_t)> launch;
+};
+
+Status run_kernels(const Args& a) {
+  DSOCR_TRY(need_gpu());
+  const ModelConfig c;  // the official shapes
+  DSOCR_ASSIGN_OR_RETURN(const double copy_gbps, measure_copy_gbps());
+  DSOCR_ASSIGN_OR_RETURN(const double gemm_tflops, measure_gemm_tflops());
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  std::fprintf(stderr, "%s: %s, copy %.0f GB/s, BF16 GEMM %.0f TFLOP/s (8192^3 cuBLASLt)\n", kTool,
+               prop.name, copy_gbps, gemm_tflops);
+  const std::regex filter(a.filter.empty() ? ".*" : a.filter);
+  const int64_t d = c.dim, V = c.vocab, E = c.n_experts, K = c.top_k;
+  const int64_t mi = c.moe_inter, si = c.shared_inter(), di = c.dense_inter;
+  const float scale = 1.f / std::sqrt(static_cast<float>(c.head_dim));
+  const int ctx = a.ctx.empty() ? 912 : a.ctx.back();
+  std::vector<KernelCase> cases;
+  std::vector<std::unique_ptr<BenchBuffer>> keep;  // buffers live until the end
+  auto buf = [&](uint64_t bytes) {
+    keep.push_back(std::make_unique<BenchBuffer>(bytes, static_cast<uint32_t>(keep.size() + 7)));
+    return keep.back().get();
+  };
+  auto ints = [&](const std::vector<int32_t>& v) {
+    BenchBuffer* b = buf(v.size() * 4);
+    cudaMemcpy(b->as<void>(), v.data(), v.size() * 4, cudaMemcpyHostToDevice);
+    return b->as<int32_t>();
+  };
+  auto floats = [&](const std::vector<float>& v) {
+    BenchBuffer* b = buf(v.size() * 4);
+    cudaMemcpy(b->as<void>(), v.data(), v.size() * 4, cudaMemcpyHostToDevice);
+    return b->as<float>();
+  };
+  // Activations (small, L2-resident as in the real step).
+  BenchBuffer* x = buf(4096 * 13696 * 2);   // BF16 rows for every input
+  BenchBuffer* y = buf(4096 * 13696 * 4);   // outputs (FP32 or BF16)
+  BenchBuffer* h = buf(4096 * d * 4);       // FP32 residual
+  BenchBuffer* ws = buf(uint64_t{64} << 20);
+  // Decode: one weight matrix rotated through enough copies to leave L2 each launch.
+  auto gemv_case = [&](const std::string& name, int per_step, int64_t n, int64_t k,
+                       GemvEpilogue ep) {
+    const uint64_t wb = static_cast<uint64_t>(n) * k * 2;
+    const int copies = rotation_copies(wb);
+    BenchBuffer* w = buf(wb * copies);
+    cases.push_back({name, per_step, static_cast<double>(wb), 2.0 * n * k,
+                     [=](int i, cudaStream_t s) {
+                       return gemv(x->as<uint16_t>(), k, gemv_weights(w->as<uint16_t>(wb * (i % copies)), n),
+                                   k, y->as<void>(), n, 1, k, ep, s);
+                     }});
+  };
+  cases.push_back({"decode.add_rmsnorm", 2 * c.n_layers, d * 14.0, 0, [=](int, cudaStream_t s) {
+                     return add_rmsnorm(h->as<float>(), d, y->as<float>(), d, x->as<uint16_t>(),
+                                        x->as<uint16_t>(d * 2), d, 1, static_cast<int>(d),
+                                        c.rms_eps, s);
+                   }});
+  gemv_case("decode.gemv_qkv 3840x1280", c.n_layers, 3 * d, d, GemvEpilogue::kStoreBf16);
+  {  // RoPE + K/V append: one token
+    const int64_t pages = (c.max_pos + kKvPageSize - 1) / kKvPageSize;
+    BenchBuffer* kv = buf(static_cast<uint64_t>(pages) * kKvPageSize * d * 2 * 2);
+    std::vector<int32_t> table(pages);
+    for (int64_t p = 0; p < pages; ++p) table[p] = static_cast<int32_t>(p);
+    PagedKv pk;
+    pk.k = kv->as<uint16_t>(), pk.v = kv->as<uint16_t>(pages * kKvPageSize * d * 2);
+    pk.page_table = ints(table), pk.page_size = kKvPageSize, pk.n_pages = pages;
+    const int32_t* pos = ints({ctx - 1});
+    cases.push_back({"decode.rope_append", c.n_layers, d * 2.0 * 5, 0, [=](int, cudaStream_t s) {
+                       return rope_qk_append_kv(x->as<uint16_t>(), x->as<uint16_t>(d * 2),
+                                                x->as<uint16_t>(d * 4), 3 * d, pos,
+                                                y->as<uint16_t>(), d, pk, c.max_pos, 1,
+                                                c.n_heads, c.head_dim, c.rope_theta, s);
+                     }});
+    // Attention over ctx keys; the cache is rotated through copies of the live rows.
+    const uint64_t live = static_cast<uint64_t>(ctx) * d * 2 * 2;
+    const int copies = rotation_copies(live, 16);
+    const int64_t span = (ctx + kKvPageSize - 1) / kKvPageSize;  // pages per copy
+    BenchBuffer* kvr = buf(static_cast<uint64_t>(span) * copies * kKvPageSize * d * 2 * 2);
+    std::vector<int32_t> tables(static_cast<size_t>(span) * copies);
+    for (size_t p = 0; p < tables.size(); ++p) tables[p] = static_cast<int32_t>(p);
+    const int32_t* tdev = ints(tables);
+    const int64_t pool_pages = span * copies;
+    cases.push_back({strfmt("decode.attention ctx %d", ctx), c.n_layers, static_cast<double>(live),
+                     4.0 * ctx * d, [=](int i, cudaStream_t s) {
+                       PagedKv r;
+                       r.k = kvr->as<uint16_t>();
+                       r.v = kvr->as<uint16_t>(pool_pages * kKvPageSize * d * 2);
+                       r.page_table = tdev + (i % copies) * span;
+                       r.page_size = kKvPageSize, r.n_pages = pool_pages;
+                       return decode_attention(x->as<uint16_t>(), r, pos, y->as<uint16_t>(),
+                                               ws->as<void>(), c.max_pos, c.n_heads, c.head_dim,
+                                               scale, s);
+                     }});
+  }
+  gemv_case("decode.gemv_o 1280x1280", c.n_layers, d, d, GemvEpilogue::kStoreF32);
+  {  // MoE: a 64-expert layer; each launch picks other experts (the pool is > 3x L2).
+    const uint64_t eb = static_cast<uint64_t>(mi) * d * 2, shb = static_cast<uint64_t>(si) * d * 2;
+    BenchBuffer* experts = buf(eb * 3 * E);
+    const int sh_copies = rotation_copies(3 * shb, 8);
+    BenchBuffer* shared = buf(shb * 3 * sh_copies);
+    BenchBuffer* router = buf(static_cast<uint64_t>(E) * d * 2);
+    std::vector<MoeDeviceWeights> mw(sh_copies);
+    for (int r = 0; r < sh_copies; ++r) {
+      for (int e = 0; e < E; ++e)
+        mw[r].experts[e] = MlpWeights{experts->as<uint16_t>(eb * (3 * e)),
+                                      experts->as<uint16_t>(eb * (3 * e + 1)),
+                                      experts->as<uint16_t>(eb * (3 * e + 2))};
+      mw[r].shared = MlpWeights{shared->as<uint16_t>(shb * (3 * r)),
+                                shared->as<uint16_t>(shb * (3 * r + 1)),
+                                shared->as<uint16_t>(shb * (3 * r + 2))};
+    }
+    constexpr int kRot = 16;
+    std::vector<int32_t> ids(kRot * K);
+    for (int i = 0; i < kRot; ++i)
+      for (int k = 0; k < K; ++k) ids[i * K + k] = static_cast<int32_t>((i * K + k) % E);
+    const int32_t* dids = ints(ids);
+    const float* dw = floats(std::vector<float>(kRot * K, 1.f / K));
+    cases.push_back({"decode.moe_router", c.n_layers - c.first_dense, E * d * 2.0, 2.0 * E * d,
+                     [=](int, cudaStream_t s) {
+                       return moe_router(x->as<uint16_t>(), d, router->as<uint16_t>(), nullptr,
+                                         ws->as<int32_t>(), ws->as<float>(4096), 1,
+                                         static_cast<int>(d), static_cast<int>(E),
+                                         static_cast<int>(K), c.routed_scale, s);
+                     }});
+    const double moe_bytes = (K * 3.0 * eb + 3.0 * shb);
+    cases.push_back({"decode.moe 6 experts + shared", c.n_layers - c.first_dense, moe_bytes,
+                     2.0 * (K * 3.0 * mi + 3.0 * si) * d, [=](int i, cudaStream_t s) {
+                       return moe_decode(x->as<uint16_t>(), d, dids + (i % kRot) * K,
+                                         dw + (i % kRot) * K, mw[i % sh_copies], y->as<float>(), d,
+                                         GemvEpilogue::kStoreF32, ws->as<void>(), 1,
+                                         static_cast<int>(d), static_cast<int>(E),
+                                         static_cast<int>(K), static_cast<int>(mi),
+                                         static_cast<int>(si), s);
+                     }});
+  }
+  {  // Dense layer 0
+    const uint64_t wb = static_cast<uint64_t>(di) * d * 2;
+    const int copies = rotation_copies(2 * wb);
+    BenchBuffer* gu = buf(2 * wb * copies);
+    cases.push_back({"decode.gemv_swiglu 2x6848x1280", c.first_dense, 2.0 * wb, 4.0 * di * d,
+                     [=](int i, cudaStream_t s) {
+                       const uint64_t off = 2 * wb * (i % copies);
+                       return gemv_swiglu(x->as<uint16_t>(), d, gu->as<uint16_t>(off),
+                                          gu->as<uint16_t>(off + wb), d, y->as<uint16_t>(), di, 1,
+                                          di, d, s);
+                     }});
+  }
+  gemv_case("decode.gemv_down 1280x6848", c.first_dense, d, di, GemvEpilogue::kStoreF32);
+  gemv_case("decode.lm_head 129280x1280", 1, V, d, GemvEpilogue::kStoreF32);
+  {
+    const int32_t* ids = ints(std::vector<int32_t>(1, 1000));
+    BenchBuffer* table = buf(static_cast<uint64_t>(V) * d * 2);
+    cases.push_back({"decode.embed", 1, d * 4.0, 0, [=](int, cudaStream_t s) {
+                       return embed_rows(ids, table->as<uint16_t>(), x->as<uint16_t>(), d, 1, V, d,
+                                         s);
+                     }});
+    std::vector<int32_t> hist(ctx);
+    for (int i = 0; i < ctx; ++i) hist[i] = 1000 + (i * 7919) % 500;
+    int32_t* dh = ints(hist);
+    DecodeSeqState st0;
+    st0.len = ctx, st0.prompt_len = ctx / 2, st0.pos = ctx - 1, st0.token = 5;
+    st0.max_new = 1 << 30, st0.capacity = c.max_pos;
+    BenchBuffer* stb = buf(sizeof(DecodeSeqState));
+    cudaMemcpy(stb->as<void>(), &st0, sizeof st0, cudaMemcpyHostToDevice);
+    auto* st = stb->as<DecodeSeqState>();
+    NGramBan ban;
+    ban.mode = NGramBan::kHF, ban.n = 20;
+    BenchBuffer* banned = buf(static_cast<uint64_t>(c.max_pos) * 4);
+    cases.push_back({strfmt("decode.ngram_ban ctx %d", ctx), 1, ctx * 4.0, 0,
+                     [=](int, cudaStream_t s) {
+                       return ngram_ban(dh, st, ban, banned->as<int32_t>(), s);
+                     }});
+    BenchBuffer* logits = buf(static_cast<uint64_t>(V) * 4);
+    BenchBuffer* aws = buf(argmax_workspace_bytes(V));
+    cases.push_back({"decode.argmax 129280", 1, V * 4.0, 0, [=](int, cudaStream_t s) {
+                       return argmax_banned(logits->as<float>(), V, banned->as<int32_t>(),
+                                            &st->n_banned, ws->as<int32_t>(), aws->as<void>(), s);
+                     }});
+  }
+  // Prefill at each --ctx length.
+  BenchBuffer* gws = buf(GemmRunner::kWorkspaceBytes);
+  auto gemm = std::make_shared<GemmRunner>();
+  DSOCR_CUDA_TRY(gemm->init(gws->as<void>(), GemmRunner::kWorkspaceBytes));
+  BenchBuffer* wbig = buf(static_cast<uint64_t>(di) * d * 2 * 2);
+  for (int T : a.ctx) {
+    auto gemm_case = [&](const std::string& what, int64_t n, int64_t k) {
+      cases.push_back({strfmt("prefill%d.gemm %s", T, what.c_str()), 0,
+                       (static_cast<double>(T) * k + static_cast<double>(n) * k + T * n) * 2,
+                       2.0 * T * n * k, [=](int, cudaStream_t s) {
+                         GemmArgs g;
+                         g.m = T, g.n = n, g.k = k;
+                         g.a = x->as<uint16_t>(), g.lda = k, g.w = wbig->as<uint16_t>(), g.ldw = k;
+                         g.out = y->as<uint16_t>(), g.ldo = n;
+                         return gemm->run(g, s) == CUBLAS_STATUS_SUCCESS ? cudaSuccess
+                                                                          : cudaErrorUnknown;
+                       }});
+    };
+    gemm_case("1280x1280 (q, k, v, o)", d, d);
+    gemm_case("6848x1280 (dense gate, up)", di, d);
+    gemm_case("1280x6848 (dense down)", d, di);
+    const int64_t pages = (T + kKvPageSize - 1) / kKvPageSize;
+    std::vector<int32_t> table(pages);
+    for (int64_t p = 0; p < pages; ++p) table[p] = static_cast<int32_t>(p);
+    BenchBuffer* kv = buf(static_cast<uint64_t>(pages) * kKvPageSize * d * 2 * 2);
+    PagedKv pk;
+    pk.k = kv->as<uint16_t>(), pk.v = kv->as<uint16_t>(pages * kKvPageSize * d * 2);
+    pk.page_table = ints(table), pk.page_size = kKvPageSize, pk.n_pages = pages;
+    cases.push_back({strfmt("prefill%d.attention", T), 0, 4.0 * T * d * 2,
+                     2.0 * T * T * d /* causal: half of 4 T^2 d */, [=](int, cudaStream_t s) {
+                       return prefill_attention(x->as<uint16_t>(), 3 * d, pk, 0, T,
+                                                y->as<uint16_t>(), d, c.n_heads, c.head_dim,
+                                                scale, s);
+                     }});
+    // MoE over T tokens with a spread routing (every expert used).
+    const uint64_t eb = static_cast<uint64_t>(mi) * d * 2, shb = static_cast<uint64_t>(si) * d * 2;
+    BenchBuffer* experts = buf(eb * 3 * E + shb * 3);
+    MoeDeviceWeights mw;
+    for (int e = 0; e < E; ++e)
+      mw.experts[e] = MlpWeights{experts->as<uint16_t>(eb * (3 * e)),
+                                 experts->as<uint16_t>(eb * (3 * e + 1)),
+                                 experts->as<uint16_t>(eb * (3 * e + 2))};
+    const uint64_t sh0 = eb * 3 * E;
+    mw.shared = MlpWeights{experts->as<uint16_t>(sh0), experts->as<uint16_t>(sh0 + shb),
+                           experts->as<uint16_t>(sh0 + 2 * shb)};
+    std::vector<int32_t> ids(static_cast<size_t>(T) * K);
+    for (int t = 0; t < T; ++t)
+      for (int k = 0; k < K; ++k) ids[t * K + k] = static_cast<int32_t>((t * 7 + k * 11) % E);
+    const int32_t* dids = ints(ids);
+    const float* dw = floats(std::vector<float>(ids.size(), 1.f / K));
+    BenchBuffer* mws = buf(moe_prefill_workspace_bytes(T, static_cast<int>(K), static_cast<int>(E),
+                                                       d, mi, si));
+    cases.push_back({strfmt("prefill%d.moe (64 experts + shared)", T), 0,
+                     (E * 3.0 * eb + 3.0 * shb),
+                     2.0 * T * (K * 3.0 * mi + 3.0 * si) * d, [=](int, cudaStream_t s) {
+                       return moe_prefill(x->as<uint16_t>(), d, dids, dw, mw, y->as<float>(), d,
+                                          GemvEpilogue::kStoreF32, mws->as<void>(), T,
+                                          static_cast<int>(d), static_cast<int>(E),
+                                          static_cast<int>(K), static_cast<int>(mi),
+                                          static_cast<int>(si), s);
+                     }});
+  }
+  for (const auto& b : keep)
+    if (!b->ok()) return Status::Error("cannot allocate the benchmark buffers on the GPU");
+
+  std::vector<KernelRow> rows;
+  std::printf("%-40s %10s %17s %9s %8s %6s %9s %8s %6s %s\n", "kernel", "median us", "p10..p90",
+              "MB", "GB/s", "%copy", "GFLOP", "TFLOP/s", "%gemm", "bound");
+  for (const KernelCase& kc : cases) {
+    if (!std::regex_search(kc.name, filter)) continue;
+    DSOCR_ASSIGN_OR_RETURN(KernelTiming t, time_kernel(kc.launch));
+    const double sec = t.median_us * 1e-6;
+    const double gbps = kc.bytes / sec * 1e-9, tflops = kc.flops / sec * 1e-12;
+    const bool mem = kc.bytes / (copy_gbps * 1e9) >= kc.flops / (gemm_tflops * 1e12);
+    std::printf("%-40s %10.2f %8.2f..%-8.2f %9.2f %8.0f %5.0f%% %9.3f %8.1f %5.0f%% %s\n",
+                kc.name.c_str(), t.median_us, t.p10_us, t.p90_us, kc.bytes * 1e-6, gbps,
+                100 * gbps / copy_gbps, kc.flops * 1e-9, tflops, 100 * tflops / gemm_tflops,
+                mem ? "memory" : "compute");
+    rows.push_back({kc.name, kc.per_step, kc.bytes, kc.flops, t});
+  }
+  double step_us = 0, step_bytes = 0;
+  for (const KernelRow& r : rows) step_us += r.per_step * r.t.median_us, step_bytes += r.per_step * r.bytes;
+  if (step_us > 0)
+    std::printf("decode step (batch 1, ctx %d): sum of kernel medians x launches per step = %.1f "
+                "us, %.0f MB, %.0f GB/s = %.0f%% of copy\n",
+                ctx, step_us, step_bytes * 1e-6, step_bytes / (step_us * 1e-6) * 1e-9,
+                100 * step_bytes / (step_us * 1e-6) * 1e-9 / copy_gbps);
+  if (!a.json.empty()) {
+    nlohmann::json out = {{"gpu", prop.name}, {"copy_gbps", copy_gbps},
+                          {"gemm_tflops", gemm_tflops}, {"kernels", nlohmann::json::array()},
+                          {"decode_step_sum_us", step_us}};
+    for (const KernelRow& r : rows)
+      out["kernels"].push_back({{"name", r.name}, {"median_us", r.t.median_us},
+                                {"p10_us", r.t.p10_us}, {"p90_us", r.t.p90_us},
+                                {"bytes", r.bytes}, {"flops", r.flops},
+                                {"per_decode_step", r.per_step}});
+    std::ofstream f(a.json);
+    if (!f) return Status::Error(a.json + ": cannot write; check the directory");
+    f << out.dump(1) << "\n";
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 }  // namespace dsocr
 
@@ -215,7 +528,7 @@ int main(int argc, char** argv) {
     std::fputs(usage().c_str(), stdout);
     return 0;
   }
-  const Status s = run_decode(*a);
+  const Status s = a->cmd == "kernels" ? run_kernels(*a) : run_decode(*a);
   if (!s.ok()) {
     std::fprintf(stderr, "%s: %s\n", kTool, s.message().c_str());
     return 1;
