@@ -46,12 +46,20 @@ constexpr int kTileBytes = kKeys * kRowBytes;  // 8 KB
 constexpr int kMaxGrid = 128;  // rel-pos grid side (smem: rows · 2 · ~grid floats)
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Row stride (floats) of the H / W tables in shared memory: the least >= g that is ≡ 4 (mod 8),
-// so the 8 rows g = lane / 4 that one load instruction touches start at 8 distinct multiples of
-// 4 banks (H reads, 1-2 keys per row, are conflict-free; W reads, 4 keys 2 apart, at worst
-// 2-way).
+// How the bias is added: none (CLIP); per score (any grid); per pair of keys (even grid_w: keys
+// 2i, 2i + 1 share a grid row, so one H load and one 8-byte W load serve both; every SAM grid).
+enum class Bias { kNone, kAny, kEvenW };
+
+// Row stride (floats) of the H / W tables in shared memory. One load instruction touches the 8
+// rows g = lane / 4. Scalar loads: the least stride >= g that is ≡ 4 (mod 8), so the rows start
+// at 8 distinct multiples of 4 banks (H reads, 1-2 keys per row, are conflict-free; scalar W
+// reads, 4 keys 2 apart, at worst 2-way). 8-byte W loads (kEvenW, served in two half-warp phases
+// of 4 rows × 4 lanes × 8 bytes): ≡ 8 (mod 16), so 4 rows start 8 banks apart, conflict-free.
 __host__ __device__ constexpr int rel_stride(int g) {
   return (g + 3) / 8 * 8 + 4;
+}
+__host__ __device__ constexpr int rel_stride_w(Bias b, int gw) {
+  return b == Bias::kEvenW ? (gw + 7) / 16 * 16 + 8 : rel_stride(gw);
 }
 
 template <int kMT>
@@ -61,10 +69,11 @@ constexpr int block_rows() {
 
 // Shared memory: 2 stages of K and V tiles, then the Q tile, which the H and W tables overwrite
 // once the Q fragments are in registers.
-size_t smem_bytes(int m_tiles, bool bias, int gh, int gw) {
+size_t smem_bytes(int m_tiles, Bias bias, int gh, int gw) {
   const size_t rows = static_cast<size_t>(kWarps) * m_tiles * 16;
   const size_t q = rows * kRowBytes;
-  const size_t tables = bias ? rows * (rel_stride(gh) + rel_stride(gw)) * sizeof(float) : 0;
+  const size_t tables =
+      bias != Bias::kNone ? rows * (rel_stride(gh) + rel_stride_w(bias, gw)) * sizeof(float) : 0;
   return 4 * static_cast<size_t>(kTileBytes) + (tables > q ? tables : q);
 }
 
@@ -180,22 +189,23 @@ __device__ __forceinline__ void rel_table(const uint32_t (&qa)[kMT][4][4],
   }
 }
 
-// PRECOND (checked by the launcher): head_dim 64; 1 <= n <= 2^14 with kBias (n == gh·gw,
-// gh, gw <= kMaxGrid), n <= 2^30 without; qkv, out 16-byte aligned; rel tables 8-byte aligned;
-// dynamic smem = smem_bytes(kMT, kBias, gh, gw).
-template <int kMT, bool kBias>
+// PRECOND (checked by the launcher): head_dim 64; with a bias n == gh·gw, gh, gw <= kMaxGrid
+// (so n <= 2^14), gw even for kEvenW; n <= 2^30 without; qkv, out 16-byte aligned; rel tables
+// 8-byte aligned; dynamic smem = smem_bytes(kMT, kB, gh, gw).
+template <int kMT, Bias kB>
 __global__ void __launch_bounds__(kThreads)
     vision_attn_kernel(const uint16_t* __restrict__ qkv,  // [n_seq, n, 3, n_heads, 64]
-                       const float* __restrict__ rel_h,   // [2·gh − 1, 64] (kBias)
-                       const float* __restrict__ rel_w,   // [2·gw − 1, 64] (kBias)
+                       const float* __restrict__ rel_h,   // [2·gh − 1, 64] (with a bias)
+                       const float* __restrict__ rel_w,   // [2·gw − 1, 64] (with a bias)
                        uint16_t* __restrict__ out,        // [n_seq, n, n_heads·64]
                        int n, int gh, int gw, int n_heads, float inv_gw) {
   constexpr int kRows = block_rows<kMT>();
+  constexpr bool kBias = kB != Bias::kNone;
   constexpr float kScale = 0.125f * kLog2e;  // 1/√64, in base 2
   extern __shared__ __align__(128) unsigned char smem[];
   unsigned char* s_kv = smem;                  // stage s: K at 2s·8 KB, V at (2s+1)·8 KB
   unsigned char* s_q = smem + 4 * kTileBytes;  // [kRows] swizzled rows, until the tables
-  const int sh_stride = rel_stride(gh), sw_stride = rel_stride(gw);
+  const int sh_stride = rel_stride(gh), sw_stride = rel_stride_w(kB, gw);
   float* s_h = reinterpret_cast<float*>(s_q);  // [kRows, sh_stride], over s_q
   float* s_w = s_h + kRows * sh_stride;        // [kRows, sw_stride]
 
@@ -293,33 +303,56 @@ __global__ void __launch_bounds__(kThreads)
     const int kbase = t * kKeys;
     const bool tail = kbase + kKeys > n;
     const float jf0 = static_cast<float>(kbase + 2 * qd) + 0.5f;
+    if constexpr (kB == Bias::kEvenW) {
+      // Keys j, j + 1 (j even; n even): same kh, kw and kw + 1, both live or both masked.
 #pragma unroll
-    for (int nt = 0; nt < 8; ++nt)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int j = kbase + 8 * nt + 2 * qd + e;  // key of accumulator elements e, 2 + e
-        int kh = 0, kw = 0;
-        if constexpr (kBias) {
-          const int jc = min(j, n - 1);  // masked keys: any in-range table entry
-          kh = kh_of(fminf(jf0 + static_cast<float>(8 * nt + e), static_cast<float>(n) - 0.5f),
-                     inv_gw);
-          kw = jc - kh * gw;
-        }
+      for (int nt = 0; nt < 8; ++nt) {
+        const int j = kbase + 8 * nt + 2 * qd;
+        const int kh =
+            kh_of(fminf(jf0 + static_cast<float>(8 * nt), static_cast<float>(n) - 1.5f), inv_gw);
+        const int kw = min(j, n - 2) - kh * gw;  // masked keys: any in-range table entry
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
           for (int hh = 0; hh < 2; ++hh) {
-            float v = s[mt][nt][2 * hh + e] * kScale;
-            if constexpr (kBias) {
-              const int r = wrow0 + mt * 16 + g + 8 * hh;
-              v += s_h[r * sh_stride + kh] + s_w[r * sw_stride + kw];
-            }
-            if (tail && j >= n) v = -INFINITY;
-            s[mt][nt][2 * hh + e] = v;
+            const int r = wrow0 + mt * 16 + g + 8 * hh;
+            const float bh = s_h[r * sh_stride + kh];
+            const float2 bw = *reinterpret_cast<const float2*>(s_w + r * sw_stride + kw);
+            float v0 = s[mt][nt][2 * hh] * kScale + (bh + bw.x);
+            float v1 = s[mt][nt][2 * hh + 1] * kScale + (bh + bw.y);
+            if (tail && j >= n) v0 = v1 = -INFINITY;
+            s[mt][nt][2 * hh] = v0;
+            s[mt][nt][2 * hh + 1] = v1;
           }
       }
+    } else {
+#pragma unroll
+      for (int nt = 0; nt < 8; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int j = kbase + 8 * nt + 2 * qd + e;  // key of accumulator elements e, 2 + e
+          int kh = 0, kw = 0;
+          if constexpr (kBias) {
+            kh = kh_of(fminf(jf0 + static_cast<float>(8 * nt + e), static_cast<float>(n) - 0.5f),
+                       inv_gw);
+            kw = min(j, n - 1) - kh * gw;  // masked keys: any in-range table entry
+          }
+#pragma unroll
+          for (int mt = 0; mt < kMT; ++mt)
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+              float v = s[mt][nt][2 * hh + e] * kScale;
+              if constexpr (kBias) {
+                const int r = wrow0 + mt * 16 + g + 8 * hh;
+                v += s_h[r * sh_stride + kh] + s_w[r * sw_stride + kw];
+              }
+              if (tail && j >= n) v = -INFINITY;
+              s[mt][nt][2 * hh + e] = v;
+            }
+        }
+    }
 
-      // ---- online softmax (base 2) ----
+    // ---- online softmax (base 2) ----
 #pragma unroll
     for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
@@ -397,12 +430,12 @@ __global__ void __launch_bounds__(kThreads)
     }
 }
 
-template <int kMT, bool kBias>
+template <int kMT, Bias kB>
 cudaError_t launch(const uint16_t* qkv, const float* rel_h, const float* rel_w, uint16_t* out,
                    int64_t n_seq, int64_t n, int64_t gh, int64_t gw, int n_heads,
                    cudaStream_t stream) {
-  const size_t smem = smem_bytes(kMT, kBias, static_cast<int>(gh), static_cast<int>(gw));
-  auto* kern = vision_attn_kernel<kMT, kBias>;
+  const size_t smem = smem_bytes(kMT, kB, static_cast<int>(gh), static_cast<int>(gw));
+  auto* kern = vision_attn_kernel<kMT, kB>;
   // Allow the largest size this instantiation can ask for, once per device (a per-launch
   // cudaFuncSetAttribute would put host time between back-to-back launches).
   static std::atomic<uint64_t> allowed{0};  // bit d: done on device d
@@ -412,7 +445,7 @@ cudaError_t launch(const uint16_t* qkv, const float* rel_h, const float* rel_w, 
   const uint64_t bit = dev < 64 ? uint64_t{1} << dev : 0;
   if (!(allowed.load(std::memory_order_acquire) & bit)) {
     e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                             static_cast<int>(smem_bytes(kMT, kBias, kMaxGrid, kMaxGrid)));
+                             static_cast<int>(smem_bytes(kMT, kB, kMaxGrid, kMaxGrid)));
     if (e != cudaSuccess) return e;
     allowed.fetch_or(bit, std::memory_order_release);
   }
@@ -422,6 +455,17 @@ cudaError_t launch(const uint16_t* qkv, const float* rel_h, const float* rel_w, 
                                          static_cast<int>(gh), static_cast<int>(gw), n_heads,
                                          1.0f / static_cast<float>(gw));
   return cudaGetLastError();
+}
+
+template <int kMT>
+cudaError_t dispatch(const uint16_t* qkv, const float* rel_h, const float* rel_w, uint16_t* out,
+                     int64_t n_seq, int64_t n, int64_t gh, int64_t gw, int n_heads,
+                     cudaStream_t stream) {
+  if (!rel_h)
+    return launch<kMT, Bias::kNone>(qkv, nullptr, nullptr, out, n_seq, n, 1, 1, n_heads, stream);
+  if (gw % 2 == 0)
+    return launch<kMT, Bias::kEvenW>(qkv, rel_h, rel_w, out, n_seq, n, gh, gw, n_heads, stream);
+  return launch<kMT, Bias::kAny>(qkv, rel_h, rel_w, out, n_seq, n, gh, gw, n_heads, stream);
 }
 
 bool aligned(const void* p, uintptr_t a) {
@@ -454,15 +498,10 @@ cudaError_t vision_attention_m_tiles(const uint16_t* qkv, const float* rel_pos_h
   // 128-query blocks halve the K/V shared-memory traffic per flop; 64-query blocks waste fewer
   // rows on short sequences (196-token windows, CLIP) and give more CTAs.
   if (m_tiles == 0) m_tiles = n_tokens >= 1024 ? 2 : 1;
-  if (m_tiles == 1)
-    return bias ? launch<1, true>(qkv, rel_pos_h, rel_pos_w, out, n_seq, n_tokens, grid_h, grid_w,
-                                  n_heads, stream)
-                : launch<1, false>(qkv, nullptr, nullptr, out, n_seq, n_tokens, 1, 1, n_heads,
-                                   stream);
-  return bias
-             ? launch<2, true>(qkv, rel_pos_h, rel_pos_w, out, n_seq, n_tokens, grid_h, grid_w,
-                               n_heads, stream)
-             : launch<2, false>(qkv, nullptr, nullptr, out, n_seq, n_tokens, 1, 1, n_heads, stream);
+  return m_tiles == 1 ? dispatch<1>(qkv, rel_pos_h, rel_pos_w, out, n_seq, n_tokens, grid_h, grid_w,
+                                    n_heads, stream)
+                      : dispatch<2>(qkv, rel_pos_h, rel_pos_w, out, n_seq, n_tokens, grid_h, grid_w,
+                                    n_heads, stream);
 }
 }  // namespace detail
 
