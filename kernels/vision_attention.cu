@@ -8,6 +8,8 @@
 // ~0.17 ms at 300 TFLOP/s; 201 M exp2 (16 / clk / SM on the MUFU pipe: ~50 µs, overlapped).
 // q·R for the bias is 64 · (2g−1) · 64 · 2 MAC per 64 queries and table, ~6% of the main loop.
 // Q, K, V move once per CTA from L2 (K/V re-read by every query block of a head: L2-resident).
+// Measured (H100 SXM, vision_attention_test Timing): 64x64 global 268 µs (192 TFLOP/s; the same
+// kernel without bias 198 µs, 260 TFLOP/s), 80x80 726 µs, 25 windows 49 µs, CLIP 257 11 µs.
 //
 // CTA = (query block of 64·kMT rows, head, sequence), 4 warps, warp w owns kMT m-tiles of 16 query
 // rows. The Q fragments stay in registers for the whole key loop. Per tile of 64 keys:
@@ -468,6 +470,34 @@ cudaError_t dispatch(const uint16_t* qkv, const float* rel_h, const float* rel_w
   return launch<kMT, Bias::kAny>(qkv, rel_h, rel_w, out, n_seq, n, gh, gw, n_heads, stream);
 }
 
+// 16-row m-tiles per warp. 128-query blocks (2) halve the K/V shared-memory traffic per flop
+// and the per-block fixed costs (K/V of a short sequence, pipeline fill); 64-query blocks (1)
+// use fewer registers (no spills) and less shared memory, so more blocks fit an SM and there are
+// twice as many. Measured on H100 (vision_attention_test Timing, µs, m_tiles 1 / 2):
+//   bias 64x64 x1 292 / 268   40x40 x1 68 / 73   40x40 x6 280 / 271   80x80 x1 726 / 787
+//   windows 25x196 50 / 49    9x196 28 / 22      no bias (CLIP 257..401, 4096): 1 always faster.
+// Hence: 2 for biased attention when two such blocks fit an SM and there are at least two per
+// SM (or the sequence is a window), else 1.
+cudaError_t pick_m_tiles(bool bias, int64_t n_seq, int64_t n, int64_t gh, int64_t gw, int n_heads,
+                         int* m_tiles) {
+  *m_tiles = 1;
+  if (!bias) return cudaSuccess;
+  int dev = 0, sms = 0, smem_sm = 0, reserved = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e == cudaSuccess) e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+  if (e == cudaSuccess)
+    e = cudaDeviceGetAttribute(&smem_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev);
+  if (e == cudaSuccess)
+    e = cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev);
+  if (e != cudaSuccess) return e;
+  const Bias mode = gw % 2 == 0 ? Bias::kEvenW : Bias::kAny;
+  const size_t smem2 = smem_bytes(2, mode, static_cast<int>(gh), static_cast<int>(gw));
+  const int64_t blocks2 = (n + block_rows<2>() - 1) / block_rows<2>() * n_heads * n_seq;
+  if (2 * (smem2 + reserved) <= static_cast<size_t>(smem_sm) && (n <= 256 || blocks2 >= 2 * sms))
+    *m_tiles = 2;
+  return cudaSuccess;
+}
+
 bool aligned(const void* p, uintptr_t a) {
   return reinterpret_cast<uintptr_t>(p) % a == 0;
 }
@@ -495,9 +525,10 @@ cudaError_t vision_attention_m_tiles(const uint16_t* qkv, const float* rel_pos_h
   const auto* out_lo = reinterpret_cast<const char*>(out);
   const auto* out_hi = reinterpret_cast<const char*>(out + n_seq * n_tokens * hd);
   if (out_lo < in_hi && in_lo < out_hi) return cudaErrorInvalidValue;
-  // 128-query blocks halve the K/V shared-memory traffic per flop; 64-query blocks waste fewer
-  // rows on short sequences (196-token windows, CLIP) and give more CTAs.
-  if (m_tiles == 0) m_tiles = n_tokens >= 1024 ? 2 : 1;
+  if (m_tiles == 0) {
+    const cudaError_t e = pick_m_tiles(bias, n_seq, n_tokens, grid_h, grid_w, n_heads, &m_tiles);
+    if (e != cudaSuccess) return e;
+  }
   return m_tiles == 1 ? dispatch<1>(qkv, rel_pos_h, rel_pos_w, out, n_seq, n_tokens, grid_h, grid_w,
                                     n_heads, stream)
                       : dispatch<2>(qkv, rel_pos_h, rel_pos_w, out, n_seq, n_tokens, grid_h, grid_w,
