@@ -9,9 +9,9 @@ namespace dsocr {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kPatch = 16;                     // SAM patch side
-constexpr int kPatchK = 3 * kPatch * kPatch;   // 768 col values per patch
-constexpr int kPatchChunks = kPatchK / 8;      // 96
+constexpr int kPatch = 16;                    // SAM patch side
+constexpr int kPatchK = 3 * kPatch * kPatch;  // 768 col values per patch
+constexpr int kPatchChunks = kPatchK / 8;     // 96
 
 unsigned grid_for(int64_t items) {
   const int64_t blocks = (items + kThreads - 1) / kThreads;

@@ -155,9 +155,9 @@ cudaError_t launch(XT* x, int64_t ldx, const uint16_t* delta, int64_t ld_delta, 
   if (rows == 0) return cudaSuccess;
   const int64_t blocks = (rows + kWarpsPerBlock - 1) / kWarpsPerBlock;
   if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
-  layernorm_kernel<XT, YT, kAdd, kMap><<<static_cast<unsigned>(blocks), kWarpsPerBlock * kWarp, 0,
-                                         stream>>>(x, ldx, delta, ld_delta, w, b, y, ldy, rows,
-                                                   dim, eps, win);
+  layernorm_kernel<XT, YT, kAdd, kMap>
+      <<<static_cast<unsigned>(blocks), kWarpsPerBlock * kWarp, 0, stream>>>(
+          x, ldx, delta, ld_delta, w, b, y, ldy, rows, dim, eps, win);
   return cudaGetLastError();
 }
 
@@ -179,8 +179,8 @@ cudaError_t add(XT* h, int64_t ldh, const uint16_t* delta, int64_t ld_delta, con
   if (rows < 0 || bad_dim(dim) || bad_rows(h, ldh, dim) || bad_rows(delta, ld_delta, dim) ||
       bad_norm(w, b, y, true) || (y && bad_rows(y, ldy, dim)))
     return cudaErrorInvalidValue;
-  return launch<XT, uint16_t, true, RowMap::kNone>(h, ldh, delta, ld_delta, w, b, y, ldy, rows,
-                                                   dim, eps, Windows{}, stream);
+  return launch<XT, uint16_t, true, RowMap::kNone>(h, ldh, delta, ld_delta, w, b, y, ldy, rows, dim,
+                                                   eps, Windows{}, stream);
 }
 
 bool bad_windows(int64_t n, int grid, int win) {

@@ -64,7 +64,8 @@ cudaError_t layernorm(const float* x,  // [rows, ldx] FP32
                       int64_t ldy, int64_t rows, int dim, float eps, cudaStream_t stream);
 
 // Residual add fused with the next norm: h = h + delta, then y = layernorm(h).
-// BF16 h: h = bf16(h + delta) (SAM: `x = shortcut + x`, one rounding; the norm reads the rounded h).
+// BF16 h: h = bf16(h + delta) (SAM: `x = shortcut + x`, one rounding; the norm reads the
+//   rounded h).
 // FP32 h: h = h + delta in FP32 (CLIP: `h = x + out_proj(...)`, delta a BF16 Linear output).
 // w, b, y all null: the add alone (the last CLIP layer).
 // PRECOND: as layernorm; ld_delta % 8 == 0 and >= dim; y does not alias h; y may equal delta

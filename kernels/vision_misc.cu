@@ -53,8 +53,10 @@ __global__ void clip_embed_kernel(const uint16_t* __restrict__ sam, int64_t ld_s
     const int64_t r = i / chunks, v = r / L, t = r % L;
     const int c = static_cast<int>(i % chunks) * 8, dim = chunks * 8;
     float s[8], p[8];
-    if (t == 0) unpack8(__ldg(reinterpret_cast<const uint4*>(cls + c)), s);
-    else unpack8(*reinterpret_cast<const uint4*>(sam + (v * P + t - 1) * ld_sam + c), s);
+    if (t == 0)
+      unpack8(__ldg(reinterpret_cast<const uint4*>(cls + c)), s);
+    else
+      unpack8(*reinterpret_cast<const uint4*>(sam + (v * P + t - 1) * ld_sam + c), s);
     load8f(pos + t * dim + c, p);
 #pragma unroll
     for (int e = 0; e < 8; ++e) s[e] += p[e];
@@ -77,8 +79,8 @@ __global__ void clip_to_feat_kernel(const float* __restrict__ h, uint16_t* __res
 
 __global__ void assemble_kernel(const uint16_t* __restrict__ proj, int t, int w_t,
                                 const uint16_t* __restrict__ newline,
-                                const uint16_t* __restrict__ separator,
-                                uint16_t* __restrict__ out, int64_t grid_rows, int chunks) {
+                                const uint16_t* __restrict__ separator, uint16_t* __restrict__ out,
+                                int64_t grid_rows, int chunks) {
   const int64_t width = int64_t{w_t} * t + 1;  // columns of a grid row, newline included
   const int64_t total = (grid_rows * width + (separator ? 1 : 0)) * chunks;
   for (int64_t i = blockIdx.x * int64_t{blockDim.x} + threadIdx.x; i < total;
@@ -117,8 +119,8 @@ cudaError_t patch_bias_pos(const float* acc, const uint16_t* bias, const float* 
     return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
   const int chunks = dim / 8;
-  patch_bias_pos_kernel<<<grid_for(n * P * chunks), kThreads, 0, stream>>>(acc, bias, pos, x,
-                                                                           n * P, P, chunks);
+  patch_bias_pos_kernel<<<grid_for(n * P * chunks), kThreads, 0, stream>>>(acc, bias, pos, x, n * P,
+                                                                           P, chunks);
   return cudaGetLastError();
 }
 
@@ -141,8 +143,8 @@ cudaError_t clip_to_feat(const float* h, uint16_t* feat, int64_t ld_feat, int64_
     return cudaErrorInvalidValue;
   if (n == 0) return cudaSuccess;
   const int chunks = dim / 8;
-  clip_to_feat_kernel<<<grid_for(n * P * chunks), kThreads, 0, stream>>>(h, feat, ld_feat, n * P,
-                                                                         P, chunks);
+  clip_to_feat_kernel<<<grid_for(n * P * chunks), kThreads, 0, stream>>>(h, feat, ld_feat, n * P, P,
+                                                                         chunks);
   return cudaGetLastError();
 }
 
@@ -155,9 +157,8 @@ cudaError_t assemble_embeds(const uint16_t* proj, int t, int w_t, int h_t, const
   const int64_t grid_rows = int64_t{h_t} * t;
   const int64_t rows = grid_rows * (int64_t{w_t} * t + 1) + (separator ? 1 : 0);
   const int chunks = dim / 8;
-  assemble_kernel<<<grid_for(rows * chunks), kThreads, 0, stream>>>(proj, t, w_t, newline,
-                                                                    separator, out, grid_rows,
-                                                                    chunks);
+  assemble_kernel<<<grid_for(rows * chunks), kThreads, 0, stream>>>(
+      proj, t, w_t, newline, separator, out, grid_rows, chunks);
   return cudaGetLastError();
 }
 

@@ -47,7 +47,7 @@ cudaError_t clip_to_feat(const float* h,  // [n, 1 + P, dim] FP32
 // for C < w_t·t, the newline at C = w_t·t; then, when separator is set, one more row = separator.
 // Writes h_t·t·(w_t·t + 1) (+1) rows.
 // PRECOND: dim % 8 == 0; 16-byte aligned; out does not alias the inputs.
-cudaError_t assemble_embeds(const uint16_t* proj,       // [w_t·h_t, t·t, dim] BF16
+cudaError_t assemble_embeds(const uint16_t* proj,  // [w_t·h_t, t·t, dim] BF16
                             int t, int w_t, int h_t,
                             const uint16_t* newline,    // [dim] BF16 image_newline
                             const uint16_t* separator,  // [dim] BF16 view_seperator, or null

@@ -80,14 +80,14 @@ void layernorm_case(int64_t rows, int dim, int64_t pad, int form, uint64_t seed)
   DevBuf<uint16_t> dx16(x16), dy16(rows * ld);
   DevBuf<float> dx32(xf), dy32(rows * ld);
   if (form == 0)
-    LAUNCH_OK(layernorm(dx16.get(), ld, dw.get(), db.get(), dy16.get(), ld, rows, dim, eps,
-                        nullptr));
+    LAUNCH_OK(
+        layernorm(dx16.get(), ld, dw.get(), db.get(), dy16.get(), ld, rows, dim, eps, nullptr));
   else if (form == 1)
-    LAUNCH_OK(layernorm(dx32.get(), ld, dw.get(), db.get(), dy32.get(), ld, rows, dim, eps,
-                        nullptr));
+    LAUNCH_OK(
+        layernorm(dx32.get(), ld, dw.get(), db.get(), dy32.get(), ld, rows, dim, eps, nullptr));
   else
-    LAUNCH_OK(layernorm(dx32.get(), ld, dw.get(), db.get(), dy16.get(), ld, rows, dim, eps,
-                        nullptr));
+    LAUNCH_OK(
+        layernorm(dx32.get(), ld, dw.get(), db.get(), dy16.get(), ld, rows, dim, eps, nullptr));
   const std::vector<uint16_t> y16 = dy16.download();
   const std::vector<float> y32 = dy32.download();
   std::vector<double> kern, naive, ref, row64(dim), x64(dim);
@@ -102,8 +102,10 @@ void layernorm_case(int64_t rows, int dim, int64_t pad, int form, uint64_t seed)
       kern.push_back(form == 1 ? y32[r * ld + c] : bf16_to_f32(y16[r * ld + c]));
     }
     if (pad) {
-      if (form == 1) EXPECT_TRUE(std::isnan(y32[r * ld + dim]));
-      else EXPECT_EQ(y16[r * ld + dim], kPoison32 & 0xffffu);
+      if (form == 1)
+        EXPECT_TRUE(std::isnan(y32[r * ld + dim]));
+      else
+        EXPECT_EQ(y16[r * ld + dim], kPoison32 & 0xffffu);
     }
   }
   const char* names[] = {"layernorm bf16->bf16", "layernorm f32->f32", "layernorm f32->bf16"};
@@ -113,11 +115,11 @@ void layernorm_case(int64_t rows, int dim, int64_t pad, int form, uint64_t seed)
 
 TEST(GpuLayerNorm, Forms) {
   DSOCR_SKIP_WITHOUT_GPU();
-  layernorm_case(4096, 768, 0, 0, 1);   // SAM norm1/norm2, 1024² view
-  layernorm_case(1600, 256, 0, 0, 2);   // neck LayerNorm2d (NHWC), 640² tile
-  layernorm_case(514, 1024, 0, 1, 3);   // CLIP pre_layrnorm, 2 views of 257 tokens
-  layernorm_case(257, 1024, 0, 2, 4);   // CLIP layer_norm1 of layer 0
-  layernorm_case(7, 40, 8, 0, 5);       // odd: short rows, padded ld, rows % 4 != 0
+  layernorm_case(4096, 768, 0, 0, 1);  // SAM norm1/norm2, 1024² view
+  layernorm_case(1600, 256, 0, 0, 2);  // neck LayerNorm2d (NHWC), 640² tile
+  layernorm_case(514, 1024, 0, 1, 3);  // CLIP pre_layrnorm, 2 views of 257 tokens
+  layernorm_case(257, 1024, 0, 2, 4);  // CLIP layer_norm1 of layer 0
+  layernorm_case(7, 40, 8, 0, 5);      // odd: short rows, padded ld, rows % 4 != 0
   layernorm_case(1, 1000, 24, 1, 6);
   layernorm_case(33, 8, 0, 2, 7);
 }
@@ -286,9 +288,9 @@ TEST(GpuLayerNorm, RejectsBadArguments) {
             cudaErrorInvalidValue);  // dim > 1024
   EXPECT_EQ(layernorm(a.get() + 1, 64, w.get(), w.get(), a.get(), 64, 2, 64, 1e-6f, nullptr),
             cudaErrorInvalidValue);  // misaligned
-  EXPECT_EQ(add_layernorm(a.get(), 64, a.get(), 64, w.get(), nullptr, a.get(), 64, 2, 64, 1e-6f,
-                          nullptr),
-            cudaErrorInvalidValue);  // half a norm
+  EXPECT_EQ(
+      add_layernorm(a.get(), 64, a.get(), 64, w.get(), nullptr, a.get(), 64, 2, 64, 1e-6f, nullptr),
+      cudaErrorInvalidValue);  // half a norm
 }
 
 // ---- Convolutions: im2col (exact) and im2col + GEMM (2×-naive against float64) ----
@@ -355,18 +357,18 @@ void conv_case(const Conv2dShape& s, bool full_check, uint64_t seed) {
       kern.push_back(bf16_to_f32(out[m * s.c_out + co]));
     }
   expect_2x_naive(str(testing::Message() << "conv " << s.c_in << "->" << s.c_out << " k" << s.kernel
-                                     << " s" << s.stride << " (im2col + GEMM)"),
+                                         << " s" << s.stride << " (im2col + GEMM)"),
                   kern, naive, ref);
 }
 
 TEST(GpuConv, Im2colAndGemm) {
   DSOCR_SKIP_WITHOUT_GPU();
-  conv_case({1, 40, 40, 256, 256, 3, 1, 1}, true, 31);    // neck.2 at a 640² tile
-  conv_case({2, 40, 40, 256, 512, 3, 2, 1}, true, 32);    // net_2, two tiles
-  conv_case({1, 32, 32, 512, 1024, 3, 2, 1}, true, 33);   // net_3 at 1024²
-  conv_case({1, 64, 64, 256, 256, 3, 1, 1}, false, 34);   // neck.2 at 1024² (copy only)
-  conv_case({2, 7, 5, 8, 16, 3, 2, 1}, true, 35);         // odd grid, ragged stride-2 edge
-  conv_case({1, 6, 6, 8, 8, 5, 1, 2}, true, 36);          // k5
+  conv_case({1, 40, 40, 256, 256, 3, 1, 1}, true, 31);   // neck.2 at a 640² tile
+  conv_case({2, 40, 40, 256, 512, 3, 2, 1}, true, 32);   // net_2, two tiles
+  conv_case({1, 32, 32, 512, 1024, 3, 2, 1}, true, 33);  // net_3 at 1024²
+  conv_case({1, 64, 64, 256, 256, 3, 1, 1}, false, 34);  // neck.2 at 1024² (copy only)
+  conv_case({2, 7, 5, 8, 16, 3, 2, 1}, true, 35);        // odd grid, ragged stride-2 edge
+  conv_case({1, 6, 6, 8, 8, 5, 1, 2}, true, 36);         // k5
   EXPECT_EQ(im2col_nhwc_bf16(nullptr, nullptr, Conv2dShape{1, 4, 4, 3, 8, 3, 1, 1}, nullptr),
             cudaErrorInvalidValue);  // 27 % 8
 }
@@ -443,22 +445,22 @@ TEST(GpuConv, PatchEmbed) {
 TEST(GpuVisionMisc, ClipEmbedAndFeat) {
   DSOCR_SKIP_WITHOUT_GPU();
   Rng rng(51);
-  for (auto [n, P, dim] : {std::tuple<int64_t, int64_t, int>{2, 100, 1024}, {1, 256, 1024},
-                           {3, 5, 16}}) {
+  for (auto [n, P, dim] :
+       {std::tuple<int64_t, int64_t, int>{2, 100, 1024}, {1, 256, 1024}, {3, 5, 16}}) {
     SCOPED_TRACE(testing::Message() << "n=" << n << " P=" << P << " dim=" << dim);
     const int64_t ld = 2 * dim, L = P + 1;  // SAM tokens in the projector input's right half
     std::vector<uint16_t> feat = random_bf16(rng, n * P * ld), cls = random_bf16(rng, dim);
     std::vector<float> pos = random_f32(rng, L * dim);
     DevBuf<uint16_t> dfeat(feat), dcls(cls);
     DevBuf<float> dpos(pos), dh(n * L * dim);
-    LAUNCH_OK(clip_embed(dfeat.get() + dim, ld, dcls.get(), dpos.get(), dh.get(), n, P, dim,
-                         nullptr));
+    LAUNCH_OK(
+        clip_embed(dfeat.get() + dim, ld, dcls.get(), dpos.get(), dh.get(), n, P, dim, nullptr));
     std::vector<float> h = dh.download();
     for (int64_t v = 0; v < n; ++v)
       for (int64_t t = 0; t < L; ++t)
         for (int c = 0; c < dim; ++c) {
-          const float s = t == 0 ? bf16_to_f32(cls[c])
-                                 : bf16_to_f32(feat[(v * P + t - 1) * ld + dim + c]);
+          const float s =
+              t == 0 ? bf16_to_f32(cls[c]) : bf16_to_f32(feat[(v * P + t - 1) * ld + dim + c]);
           ASSERT_EQ(h[(v * L + t) * dim + c], s + pos[t * dim + c]) << v << " " << t << " " << c;
         }
     // CLIP output (minus CLS) into the left half; the right half stays as it was.
@@ -480,8 +482,10 @@ TEST(GpuVisionMisc, AssembleMatchesCpu) {
   DSOCR_SKIP_WITHOUT_GPU();
   Rng rng(61);
   const int dim = 1280;
-  for (auto [g, t, w_t, h_t] : {std::tuple<int, int, int, int>{16, 10, 2, 3}, {8, 10, 1, 1},
-                               {16, 10, 3, 1}, {3, 2, 1, 2}}) {
+  for (auto [g, t, w_t, h_t] : {std::tuple<int, int, int, int>{16, 10, 2, 3},
+                                {8, 10, 1, 1},
+                                {16, 10, 3, 1},
+                                {3, 2, 1, 2}}) {
     SCOPED_TRACE(testing::Message() << "g=" << g << " tiles " << w_t << "x" << h_t);
     const bool tiled = w_t > 1 || h_t > 1;
     const int n_tiles = tiled ? w_t * h_t : 0;
@@ -498,8 +502,8 @@ TEST(GpuVisionMisc, AssembleMatchesCpu) {
     DevBuf<uint16_t> dg(pg), dt(pt), dnl(nl), dsep(sep), dout(rows * dim);
     int64_t local = 0;
     if (tiled) {
-      LAUNCH_OK(assemble_embeds(dt.get(), t, w_t, h_t, dnl.get(), nullptr, dout.get(), dim,
-                                nullptr));
+      LAUNCH_OK(
+          assemble_embeds(dt.get(), t, w_t, h_t, dnl.get(), nullptr, dout.get(), dim, nullptr));
       local = int64_t{h_t} * t * (int64_t{w_t} * t + 1);
     }
     LAUNCH_OK(assemble_embeds(dg.get(), g, 1, 1, dnl.get(), dsep.get(), dout.get() + local * dim,
