@@ -11,7 +11,7 @@
 //   b[co]),
 // with A gathered tile by tile (zeros outside the image) and B the weight seen as
 // [c_out, c_in·kh·kw]. Accumulation float32.
-// CPU float32 reference; CUDA launchers join this header when the GPU issues land.
+// CPU float32 reference; the CUDA launchers (im2col + GemmRunner) follow at the end.
 #pragma once
 
 #include <cstdint>
@@ -45,5 +45,42 @@ void patch_embed_ref(const float* pixels,   // [n, size, size, 3] normalised (x/
                      const uint16_t* bias,  // [768] BF16 patch_embed.proj.bias
                      float* out,            // [n, size/16, size/16, 768]
                      int64_t n, int64_t size);
+
+}  // namespace dsocr
+
+// =================================================================================================
+// CUDA launchers (kernels/conv2d.cu). On the GPU a convolution is an im2col into a BF16 workspace
+// followed by one cuBLASLt GEMM (kernels/gemm.h, out = col · wᵀ with w seen as [c_out, c_in·k·k]
+// exactly as stored). The largest col is neck.2 of a 1024² view: 4096 × 2304 × 2 B = 19 MB, which
+// the GEMM reads at 2.3 GFLOP — the copy costs a few µs against ~5 µs of tensor-core time, and
+// cuBLASLt's kernels beat a hand-written implicit GEMM by more than that. neck.0 (1×1) is the GEMM
+// alone, on the token rows.
+// =================================================================================================
+#include <cuda_runtime_api.h>
+
+namespace dsocr {
+
+// col[(n, oy, ox), (ci, ky, kx)] = in[n, oy·s + ky − p, ox·s + kx − p, ci], 0 outside the image
+// (k index order ci, ky, kx: the weight's [c_out, c_in, kh, kw]). BF16 copy, no arithmetic.
+// PRECOND: c_in·kernel² % 8 == 0; in, col 16-byte aligned, col does not alias in; the shape as
+// conv2d_nhwc_ref.
+cudaError_t im2col_nhwc_bf16(const uint16_t* in,  // [n, h, w, c_in] BF16
+                             uint16_t* col,       // [n·out_h·out_w, c_in·kernel²] BF16
+                             const Conv2dShape& s, cudaStream_t stream);
+
+// The normalisation of the 256 pixel values (preprocess.h normalize_pixel as BF16 bits): passed by
+// value, so the GPU applies the very table the CPU path uses.
+struct PixelLut {
+  uint16_t v[256];
+};
+
+// SAM patch embed's im2col, normalisation fused: u8 RGB views (HWC, as preprocessed) to
+// col[(n, py, px), (c, ky, kx)] = lut[pixels[n, py·16 + ky, px·16 + kx, c]] for patch side 16:
+// [n·(size/16)², 768], ready for the GEMM with patch_embed.proj.weight [768, 3·16·16].
+// PRECOND: size % 16 == 0; col 16-byte aligned.
+cudaError_t patch_im2col_u8(const uint8_t* pixels,  // [n, size, size, 3] u8
+                            const PixelLut& lut,
+                            uint16_t* col,  // [n·(size/16)², 768] BF16
+                            int64_t n, int64_t size, cudaStream_t stream);
 
 }  // namespace dsocr

@@ -65,9 +65,13 @@ namespace dsocr {
 
 // out = vision_attention_ref(qkv, rel_pos_h, rel_pos_w) with BF16 storage: one rounding of each
 // output element. rel_pos tables as in the reference (resized to 2·grid−1 rows, FP32, on the
-// device; computed once per resolution by the caller) or both null (CLIP).
-// PRECOND: head_dim == 64; n_heads·head_dim % 8 == 0; with rel-pos n_tokens == grid_h·grid_w and
-// grid_h, grid_w <= 64; qkv, out 16-byte aligned; out does not alias qkv.
+// device; computed once per resolution by the caller) or both null (CLIP). Serves SAM windows
+// (n_seq = views·windows, 14x14), SAM global blocks (grid 32, 40, 64, 80) and CLIP (65..401
+// tokens); batch views / windows as n_seq.
+// PRECOND (else cudaErrorInvalidValue, nothing launched): head_dim == 64; n_seq, n_heads in
+// [1, 65535]; 1 <= n_tokens <= 2^30; with rel-pos n_tokens == grid_h·grid_w, 1 <= grid_h, grid_w
+// <= 128 (shared memory holds q·R for every query row of a block), tables 8-byte aligned; qkv,
+// out 16-byte aligned; out does not overlap qkv.
 cudaError_t vision_attention(const uint16_t* qkv,      // [n_seq, n_tokens, 3, n_heads, head_dim]
                              const float* rel_pos_h,   // [2·grid_h − 1, head_dim] or null
                              const float* rel_pos_w,   // [2·grid_w − 1, head_dim] or null

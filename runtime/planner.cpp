@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "runtime/cuda_check.h"
+#include "runtime/vision_gpu.h"
 
 namespace dsocr {
 namespace {
@@ -133,37 +134,17 @@ uint64_t kv_cache_bytes(const ModelConfig& cfg, int kv_tokens) {
   return static_cast<uint64_t>(kv_tokens) * cfg.n_layers * 2 * cfg.dim * 2;
 }
 
-// DeepEncoder workspace for one page (BF16 elements x 2 B). Views of one size run as one batch;
-// groups of different sizes (Gundam: the 1024 global view, then up to 9 tiles of 640) run one
-// after the other and reuse the region, so the workspace is the largest group. The projector
-// writes straight into the decoder's input rows (decoder region), so nothing here outlives a group.
-// Per view of side S, patch grid g = S/16, N = g^2 tokens:
-//   SAM blocks   Np x (768 x + 768 LN + 2304 qkv + 768 attn-out + 3072 mlp) = Np x 7680,
-//                Np = (ceil(g/14)*14)^2 tokens after zero-padding to whole 14x14 windows
-//   rel-pos      global blocks keep Q.R_h and Q.R_w in FP32: 12 heads x N x g x 2 x 2 (FP32 = 2
-//                BF16 elements)
-//   neck, nets   N x 256 x 2 (two convs) + (g/2)^2 x 512 + (g/4)^2 x 1024
-//   CLIP-L       T = (g/4)^2 + 1 tokens x (4 x 1024 + 3072 qkv + 4096 mlp) = T x 11264
-//   pixels       3 x S^2;  projector input + output (g/4)^2 x (2048 + 1280)
-// 1024 view: 120 MB (25 MB of it rel-pos); Gundam: max(1 x 1024, 9 x 640 tiles) = 9 x 41 MB =
-// 368 MB.
+// DeepEncoder workspace for one page: exactly what VisionGpu carves (runtime/vision_gpu.h):
+// the GemmRunner workspace (32 MiB), the FP32 position / rel-pos tables of every view side of the
+// mode, and the activations of its largest group of equal-size views (groups run one after the
+// other and reuse them; the projector rows go straight into the decoder's input rows, so nothing
+// here outlives a group). Per mode:
+//   tiny 53 MB, small 59 MB, base 98 MB, large 133 MB,
+//   gundam (1 x 1024 global + up to 9 x 640 tiles; the tile group is the largest) 227 MB.
 uint64_t vision_workspace_bytes(const ModelConfig& cfg, Mode mode) {
-  uint64_t worst = 0;
-  for (const ViewGroup& g : view_groups(mode)) {
-    const uint64_t S = g.side, grid = S / cfg.sam.patch, n = grid * grid;
-    const uint64_t wgrid = (grid + cfg.sam.window - 1) / cfg.sam.window * cfg.sam.window;
-    const uint64_t np = wgrid * wgrid;
-    const uint64_t q = (grid / 4) * (grid / 4);  // tokens after net_3 (16x compression)
-    const uint64_t sam = np * (3 * cfg.sam.dim + 3 * cfg.sam.dim + cfg.sam.mlp_dim);
-    const uint64_t relpos = cfg.sam.n_heads * n * grid * 2 * 2;
-    const uint64_t neck = n * cfg.sam.neck_dim * 2 + (n / 4) * cfg.sam.net2_dim +
-                          q * static_cast<uint64_t>(cfg.sam.net3_dim);
-    const uint64_t clip = (q + 1) * (4ull * cfg.clip.dim + 3 * cfg.clip.dim + cfg.clip.mlp_dim);
-    const uint64_t io = 3 * S * S + q * static_cast<uint64_t>(cfg.proj_in + cfg.proj_out);
-    const uint64_t per_view = (sam + relpos + neck + clip + io) * 2;
-    worst = std::max(worst, per_view * g.count);
-  }
-  return worst;
+  std::vector<VisionGroup> groups;
+  for (const ViewGroup& g : view_groups(mode)) groups.push_back(VisionGroup{g.side, g.count});
+  return vision_gpu_region_bytes(cfg, groups);
 }
 
 // Decoder activations: the GPU decoder's own carving of its region (runtime/decoder_gpu.cpp) for
