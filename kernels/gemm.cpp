@@ -55,7 +55,8 @@ cublasStatus_t GemmRunner::run(const GemmArgs& g, cudaStream_t stream) {
   if (g.m < 1 || g.n < 1 || g.k < 1 || !g.a || !g.w || !g.out || g.lda < g.k || g.ldw < g.k ||
       g.ldo < g.n || (g.residual && g.ldr < g.n))
     return CUBLAS_STATUS_INVALID_VALUE;
-  const int flags = (g.bias ? 1 : 0) | (g.residual ? 2 : 0);
+  if (g.bias && g.out_f32) return CUBLAS_STATUS_NOT_SUPPORTED;
+  const int flags = (g.bias ? 1 : 0) | (g.residual ? 2 : 0) | (g.out_f32 ? 4 : 0);
   const int align = std::min({alignment_of(g.a), alignment_of(g.w), alignment_of(g.out),
                               g.residual ? alignment_of(g.residual) : 256});
   const int64_t ldc = g.residual ? g.ldr : g.ldo;
@@ -69,7 +70,7 @@ cublasStatus_t GemmRunner::run(const GemmArgs& g, cudaStream_t stream) {
       delete fresh;
       return s;
     };
-    const cudaDataType_t out_t = CUDA_R_16BF;
+    const cudaDataType_t out_t = g.out_f32 ? CUDA_R_32F : CUDA_R_16BF;
     cublasStatus_t s = cublasLtMatmulDescCreate(&fresh->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F);
     if (s != CUBLAS_STATUS_SUCCESS) return fail(s);
     const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
@@ -112,7 +113,7 @@ cublasStatus_t GemmRunner::run(const GemmArgs& g, cudaStream_t stream) {
     GEMM_TRY(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias,
                                             sizeof(g.bias)));
   const float alpha = 1.f, beta = g.residual ? 1.f : 0.f;
-  const void* c = g.residual ? static_cast<const void*>(g.residual) : g.out;
+  const void* c = g.residual ? g.residual : g.out;
   return cublasLtMatmul(handle_, plan->desc, &alpha, g.w, plan->lw, g.a, plan->la, &beta, c,
                         plan->lc, g.out, plan->ld, &plan->algo, workspace_, workspace_bytes_,
                         stream);

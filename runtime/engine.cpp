@@ -1,15 +1,14 @@
 #include "runtime/engine.h"
 
-#include "loader/bf16.h"
-#include "runtime/cuda_check.h"
-#include "runtime/gpu_model.h"
-
 #include <chrono>
 #include <filesystem>
 #include <optional>
 
 #include "loader/tokenizer.h"
+#include "runtime/assemble.h"
 #include "runtime/cpu_model.h"
+#include "runtime/cuda_check.h"
+#include "runtime/gpu_model.h"
 #include "runtime/postprocess.h"
 
 namespace dsocr {
@@ -116,17 +115,22 @@ Expected<PageOutput> Engine::run(const Image& image, std::string_view prompt_in,
   out.image_h = image.height;
   out.tiles = page.n_tiles;
   lap("preprocess");
-  DSOCR_ASSIGN_OR_RETURN(PageEmbeds pe, encode_page_cpu(m, page));
-  lap("vision");
+  const int64_t image_rows =
+      image_embed_rows(page.S / 64, kTileSize / 64, page.grid.w, page.grid.h);
+  PageEmbeds pe;  // the CPU backend's encoder output (the GPU encoder writes the decoder rows)
+  if (!impl_->gpu) {
+    DSOCR_ASSIGN_OR_RETURN(pe, encode_page_cpu(m, page));
+    lap("vision");
+  }
 
   std::vector<int32_t> ids = {cfg.bos_id};
   std::vector<int32_t> before = impl_->tok->encode(prompt.substr(0, at));
   std::vector<int32_t> after = impl_->tok->encode(prompt.substr(at + 7));
   ids.insert(ids.end(), before.begin(), before.end());
-  ids.insert(ids.end(), pe.rows, cfg.image_token_id);
+  ids.insert(ids.end(), image_rows, cfg.image_token_id);
   ids.insert(ids.end(), after.begin(), after.end());
   out.prompt_tokens = static_cast<int>(ids.size());
-  out.image_tokens = static_cast<int>(pe.rows);
+  out.image_tokens = static_cast<int>(image_rows);
   const int64_t room = cfg.max_pos - static_cast<int64_t>(ids.size());
   if (room < 1)
     return Status::Error(
@@ -156,12 +160,16 @@ Expected<PageOutput> Engine::run(const Image& image, std::string_view prompt_in,
     ban.mode = impl_->opt.ngram > 0 ? NGramBan::kHF : NGramBan::kNone;
     ban.n = std::max(impl_->opt.ngram, 1);
     DSOCR_TRY(dec.begin(ids, max_new, ban));
-    // The image rows (after BOS and the text before <image>) from the encoder, as BF16.
+    // The encoder writes the image rows (after BOS and the text before <image>) in place.
     const int64_t first = 1 + static_cast<int64_t>(before.size());
-    std::vector<uint16_t> img(pe.image_embeds.size());
-    for (size_t i = 0; i < img.size(); ++i) img[i] = f32_to_bf16(pe.image_embeds[i]);
-    DSOCR_CUDA_TRY(cudaMemcpy(dec.input_rows() + first * cfg.dim, img.data(), img.size() * 2,
-                              cudaMemcpyHostToDevice));
+    PageViewsRef ref;
+    ref.global = page.global.data(), ref.S = page.S;
+    ref.tiles = page.n_tiles ? page.tiles.data() : nullptr;
+    ref.w_t = page.grid.w, ref.h_t = page.grid.h;
+    DSOCR_TRY(impl_->gpu->vision().encode_page(ref, dec.input_rows() + first * cfg.dim,
+                                               impl_->gpu->stream()));
+    DSOCR_CUDA_TRY(cudaStreamSynchronize(impl_->gpu->stream()));
+    lap("vision");
     DSOCR_TRY(dec.prefill());
     lap("prefill");
     DSOCR_ASSIGN_OR_RETURN(GpuGeneration gen, dec.generate(on_token));

@@ -29,7 +29,7 @@ struct EngineOptions {
   int max_crops = kMaxCropsHF;  // Gundam: 2..9
   int max_tokens = 8192;        // new tokens per page (capped by the 8192-token context)
   int ngram = 20;               // HF no-repeat-ngram size over prompt + output; 0 = off
-  bool cuda = false;            // run on GPU 0 (the decoder; the encoder still on the CPU)
+  bool cuda = false;            // run on GPU 0 (BF16 encoder and decoder)
   uint64_t gpu_mem = 0;         // with cuda: the memory budget in bytes (0 = the free memory)
 };
 

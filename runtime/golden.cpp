@@ -1,16 +1,15 @@
 #include "runtime/golden.h"
 
-#include "loader/bf16.h"
-#include "runtime/cuda_check.h"
-#include "runtime/gpu_model.h"
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
 
+#include "loader/bf16.h"
 #include "loader/image.h"
 #include "runtime/assemble.h"
 #include "runtime/cpu_model.h"
+#include "runtime/cuda_check.h"
+#include "runtime/gpu_model.h"
 
 namespace dsocr {
 namespace {
@@ -55,21 +54,49 @@ std::vector<int64_t> golden_hidden_positions(int64_t T) {
   return p;
 }
 
+// The encoder on the GPU, its outputs in the CPU backend's PageEmbeds layout (float32 widened
+// from the BF16 device values; SAM's NHWC tap transposed to the golden NCHW). The assembled rows
+// are written to the decoder's input rows (no sequence yet) and read back.
+static Expected<PageEmbeds> encode_page_gpu(GpuModel& gm, const PageViews& page) {
+  const ModelConfig& cfg = gm.cfg();
+  PageViewsRef ref;
+  ref.global = page.global.data(), ref.S = page.S;
+  ref.tiles = page.n_tiles ? page.tiles.data() : nullptr;
+  ref.w_t = page.grid.w, ref.h_t = page.grid.h;
+  VisionTaps gt, tt;
+  uint16_t* rows_dev = gm.decoder().input_rows();
+  DSOCR_TRY(gm.vision().encode_page(ref, rows_dev, gm.stream(), &gt, page.n_tiles ? &tt : nullptr));
+  DSOCR_CUDA_TRY(cudaStreamSynchronize(gm.stream()));
+  PageEmbeds pe;
+  auto widen = [](const std::vector<uint16_t>& v) {
+    std::vector<float> f(v.size());
+    for (size_t i = 0; i < v.size(); ++i) f[i] = bf16_to_f32(v[i]);
+    return f;
+  };
+  const int q = gt.q, c = cfg.sam.net3_dim;
+  pe.global.n = 1, pe.global.q = q;
+  pe.global.sam.resize(static_cast<size_t>(c) * q * q);
+  for (int p = 0; p < q * q; ++p)  // [q*q, c] -> [c, q*q]
+    for (int ch = 0; ch < c; ++ch) pe.global.sam[ch * q * q + p] = bf16_to_f32(gt.sam[p * c + ch]);
+  pe.global.clip = gt.clip;
+  pe.global.proj = widen(gt.proj);
+  if (page.n_tiles) pe.tiles.n = tt.n, pe.tiles.q = tt.q, pe.tiles.proj = widen(tt.proj);
+  pe.rows = image_embed_rows(page.S / 64, kTileSize / 64, page.grid.w, page.grid.h);
+  std::vector<uint16_t> rows(static_cast<size_t>(pe.rows) * cfg.dim);
+  DSOCR_CUDA_TRY(cudaMemcpy(rows.data(), rows_dev, rows.size() * 2, cudaMemcpyDeviceToHost));
+  pe.image_embeds = widen(rows);
+  return pe;
+}
+
 // The decoder half of the recipe on the GPU: prefill (hidden taps, last logits), free-running
 // generation, then teacher forcing when ids are given (else the generation's own ids).
-static Status golden_decoder_gpu(const GoldenOptions& opt, const std::vector<int32_t>& ids,
-                          const PageEmbeds& pe, TensorDump& dump,
-                          const std::function<void(const std::string&)>& stage) {
+static Status golden_decoder_gpu(const GoldenOptions& opt, GpuModel& gm,
+                                 const std::vector<int32_t>& ids, const PageEmbeds& pe,
+                                 TensorDump& dump,
+                                 const std::function<void(const std::string&)>& stage) {
   const int64_t T = static_cast<int64_t>(ids.size());
-  PlanOptions po;
-  po.mode = Mode::kGundam;
-  po.max_new_tokens = std::max<int>(64, std::max<int>(opt.max_tokens,
-                                                      static_cast<int>(opt.teacher_force.size())));
-  po.device = 0;
-  DSOCR_ASSIGN_OR_RETURN(std::unique_ptr<GpuModel> gm, GpuModel::open(opt.model_dir, po));
-  const ModelConfig& cfg = gm->cfg();
-  GpuDecoder& dec = gm->decoder();
-  stage("load gpu");
+  const ModelConfig& cfg = gm.cfg();
+  GpuDecoder& dec = gm.decoder();
   NGramBan ban;
   ban.mode = opt.ngram > 0 ? NGramBan::kHF : NGramBan::kNone;
   ban.n = std::max(opt.ngram, 1);
@@ -154,7 +181,19 @@ Expected<TensorDump> run_golden(const GoldenOptions& opt,
                                 "context; lower --max-tokens",
                                 static_cast<long long>(T), new_tokens, cfg.max_pos));
 
-  DSOCR_ASSIGN_OR_RETURN(PageEmbeds pe, encode_page_cpu(*model, page));
+  std::unique_ptr<GpuModel> gm;
+  PageEmbeds pe;
+  if (opt.cuda) {
+    PlanOptions po;
+    po.mode = mode;
+    po.max_new_tokens = std::max(64, new_tokens);
+    po.device = 0;
+    DSOCR_ASSIGN_OR_RETURN(gm, GpuModel::open(opt.model_dir, po));
+    stage("load gpu");
+    DSOCR_ASSIGN_OR_RETURN(pe, encode_page_gpu(*gm, page));
+  } else {
+    DSOCR_ASSIGN_OR_RETURN(pe, encode_page_cpu(*model, page));
+  }
   TensorDump dump;
   const int g = pe.global.q;
   dump.push_back(make_tensor("global_u8", DType::U8, {page.S, page.S, 3}, page.global.data(),

@@ -24,7 +24,7 @@ struct GoldenOptions {
   int max_tokens = 32;                 // new tokens
   int ngram = 20;                      // HF no-repeat-ngram size (0 = off)
   std::vector<int32_t> teacher_force;  // ids for tf_top64_*; empty = the run's own gen_ids
-  bool cuda = false;                   // the decoder on GPU 0 (the encoder stays on the CPU)
+  bool cuda = false;                   // the encoder and decoder on GPU 0 (BF16)
 };
 
 // One named tensor of a dump (little-endian bytes of `dtype`).
@@ -36,8 +36,8 @@ struct DumpTensor {
 };
 using TensorDump = std::vector<DumpTensor>;
 
-// Runs the recipe on the CPU float32 backend, or with opt.cuda the decoder on the GPU (BF16, the
-// paged cache, the graph-captured decode step). `log` receives one line per stage (may be empty).
+// Runs the recipe on the CPU float32 backend, or with opt.cuda on the GPU (BF16 encoder, decoder
+// with the paged cache and the graph-captured decode step). `log` receives one line per stage (may be empty).
 Expected<TensorDump> run_golden(const GoldenOptions& opt,
                                 const std::function<void(const std::string&)>& log = {});
 

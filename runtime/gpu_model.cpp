@@ -9,6 +9,7 @@ namespace dsocr {
 
 GpuModel::~GpuModel() {
   decoder_.reset();
+  vision_.reset();
   if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -31,8 +32,12 @@ Expected<std::unique_ptr<GpuModel>> GpuModel::load(const ModelConfig& cfg, const
   const auto [work, work_bytes] = region("decoder");
   const auto [kv, kv_bytes] = region("kv_cache");
   const auto [samp, samp_bytes] = region("sampling");
-  if (!work || !kv || !samp)
-    return Status::Error("memory plan lacks a decoder, kv_cache or sampling region (planner bug)");
+  const auto [vis, vis_bytes] = region("vision");
+  if (!work || !kv || !samp || !vis)
+    return Status::Error(
+        "memory plan lacks a decoder, kv_cache, sampling or vision region (planner bug)");
+  DSOCR_ASSIGN_OR_RETURN(m->vision_, VisionGpu::create(m->cfg_, m->w_, vis, vis_bytes,
+                                                       vision_groups(plan.mode)));
   DSOCR_ASSIGN_OR_RETURN(
       m->decoder_, GpuDecoder::create(m->cfg_, m->w_.dec, plan.prompt_tokens * plan.max_batch,
                                       work, work_bytes, kv, kv_bytes, samp, samp_bytes,

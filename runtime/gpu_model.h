@@ -1,5 +1,5 @@
 // The model on one GPU: the planned pool with every checkpoint tensor uploaded, the weights bound
-// to their device addresses, one stream, and the decoder over the pool's regions. Opened once per
+// to their device addresses, one stream, and the encoder and decoder over the pool's regions. Opened once per
 // process; the engine, dsocr-run's golden interface and the GPU golden tests all start here.
 #pragma once
 
@@ -16,6 +16,7 @@
 #include "runtime/model_weights.h"
 #include "runtime/planner.h"
 #include "runtime/pool.h"
+#include "runtime/vision_gpu.h"
 #include "runtime/weights.h"
 
 namespace dsocr {
@@ -23,7 +24,7 @@ namespace dsocr {
 class GpuModel {
  public:
   // Allocates plan's pool on plan's device (poisoned with NaN when `poison`), uploads ckpt into
-  // it, binds the weights and creates the decoder. `stats` (optional) receives the upload figures.
+  // it, binds the weights and creates the encoder (for plan.mode) and the decoder. `stats` (optional) receives the upload figures.
   static Expected<std::unique_ptr<GpuModel>> load(const ModelConfig& cfg, const Checkpoint& ckpt,
                                                   const MemoryPlan& plan, bool poison = false,
                                                   UploadStats* stats = nullptr);
@@ -36,6 +37,7 @@ class GpuModel {
   const ModelWeights& weights() const { return w_; }  // device pointers
   const DevicePool& pool() const { return *pool_; }
   GpuDecoder& decoder() { return *decoder_; }
+  VisionGpu& vision() { return *vision_; }
   cudaStream_t stream() const { return stream_; }
 
  private:
@@ -46,6 +48,7 @@ class GpuModel {
   ModelWeights w_;
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<GpuDecoder> decoder_;
+  std::unique_ptr<VisionGpu> vision_;
 };
 
 }  // namespace dsocr

@@ -28,15 +28,6 @@ const char* kSizeForms =
     "use a number of bytes with an optional unit, e.g. 6G, 2500M, 512MiB, 1.5GB";
 
 // Side of the square views the mode encodes, and how many of each at most (one page).
-struct ViewGroup {
-  int side;
-  int count;
-};
-std::vector<ViewGroup> view_groups(Mode mode) {
-  const ModeSpec& s = mode_spec(mode);
-  if (!s.crop) return {{s.image_size, 1}};
-  return {{s.base_size, 1}, {kTileSize, kMaxCropsHF}};
-}
 
 }  // namespace
 
@@ -142,15 +133,13 @@ uint64_t kv_cache_bytes(const ModelConfig& cfg, int kv_tokens) {
 //   tiny 53 MB, small 59 MB, base 98 MB, large 133 MB,
 //   gundam (1 x 1024 global + up to 9 x 640 tiles; the tile group is the largest) 227 MB.
 uint64_t vision_workspace_bytes(const ModelConfig& cfg, Mode mode) {
-  std::vector<VisionGroup> groups;
-  for (const ViewGroup& g : view_groups(mode)) groups.push_back(VisionGroup{g.side, g.count});
-  return vision_gpu_region_bytes(cfg, groups);
+  return vision_gpu_region_bytes(cfg, vision_groups(mode));
 }
 
 // Decoder activations: the GPU decoder's own carving of its region (runtime/decoder_gpu.cpp) for
 // a prefill of max_batch x prompt_tokens rows (input rows, FP32 residual, normed, q|k|v, attention,
-// sublayer outputs, dense gate|up, MoE scratch, router outputs; ~106 KB per row, half of it MoE scratch) + the
-// row-independent buffers: FP32 logits, decode-attention partials for 8192 keys, argmax scratch,
+// sublayer outputs, dense gate|up, MoE scratch, router outputs; ~106 KB per row, half of it MoE
+// scratch) + the row-independent buffers: FP32 logits, decode-attention partials for 8192 keys, argmax scratch,
 // cuBLASLt's 32 MiB workspace. Gundam (1,128 rows) ~155 MB.
 uint64_t decoder_activation_bytes(const ModelConfig& cfg, int prompt_tokens, int max_batch) {
   return GpuDecoder::workspace_bytes(cfg, static_cast<int64_t>(prompt_tokens) * max_batch) +
@@ -266,10 +255,11 @@ Expected<MemoryPlan> plan_memory(const ModelConfig& cfg, const std::vector<Weigh
   add_region("kv_cache", RegionKind::kKvCache, kv_cache_bytes(cfg, p.kv_tokens),
              strfmt("%d tokens x %d layers x K,V x %d x 2 B", p.kv_tokens, cfg.n_layers, cfg.dim));
   add_region("vision", RegionKind::kActivations, vision_workspace_bytes(cfg, opt.mode),
-             strfmt("largest view group of mode %s (estimate)", mode_spec(opt.mode).name));
+             strfmt("the GPU encoder's carving for mode %s", mode_spec(opt.mode).name));
   add_region("decoder", RegionKind::kActivations,
              decoder_activation_bytes(cfg, p.prompt_tokens, p.max_batch),
-             strfmt("prefill of %d x %d rows + logits (estimate)", p.max_batch, p.prompt_tokens));
+             strfmt("the GPU decoder's carving: prefill of %d x %d rows + logits",
+                    p.max_batch, p.prompt_tokens));
   add_region("sampling", RegionKind::kSampling, sampling_state_bytes(cfg, p.max_batch),
              strfmt("%d sequence(s): history, n-gram table, banned mask", p.max_batch));
   p.total = cursor;

@@ -128,6 +128,12 @@ VisionStageMs& VisionStageMs::operator+=(const VisionStageMs& o) {
   return *this;
 }
 
+std::vector<VisionGroup> vision_groups(Mode mode) {
+  const ModeSpec& s = mode_spec(mode);
+  if (!s.crop) return {{s.image_size, 1}};
+  return {{s.base_size, 1}, {kTileSize, kMaxCropsHF}};
+}
+
 uint64_t vision_gpu_region_bytes(const ModelConfig& cfg, const std::vector<VisionGroup>& groups) {
   uint64_t bytes = align_up(GemmRunner::kWorkspaceBytes), act = 0;
   std::vector<int> sides;

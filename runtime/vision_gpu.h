@@ -22,6 +22,7 @@
 #include "loader/config.h"
 #include "loader/status.h"
 #include "runtime/model_weights.h"
+#include "runtime/preprocess.h"
 
 namespace dsocr {
 
@@ -30,6 +31,10 @@ struct VisionGroup {
   int side = 0;
   int max_views = 1;
 };
+
+// The groups a mode needs: its one view side, or (crop modes) the 1024 global view and up to
+// kMaxCropsHF tiles of 640.
+std::vector<VisionGroup> vision_groups(Mode mode);
 
 // Bytes of the region for encoding the groups one after the other (workspace + tables of every
 // distinct side + the largest group's activations; 256-byte aligned pieces). Per mode:

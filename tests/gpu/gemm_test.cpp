@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <tuple>
 
 #include "gpu/decoder_test_util.h"
 #include "kernels/activation.h"
@@ -40,7 +41,7 @@ void run_case(int64_t m, int64_t n, int64_t k, int64_t pad, Kind kind, uint64_t 
   args.a = da.get(), args.lda = lda, args.w = dw.get(), args.ldw = ldw;
   args.bias = bias ? db.get() : nullptr;
   args.out = dout.get(), args.ldo = ldo;
-  if (resid) args.residual = args.out, args.ldr = ldo;
+  if (resid) args.residual = dout.get(), args.ldr = ldo;
   for (int rep = 0; rep < 2; ++rep) {  // the second call takes the cached plan
     if (resid) dout.upload(r16);
     else dout.poison();
@@ -83,6 +84,45 @@ TEST(GpuGemm, ShapesAndEpilogues) {
   run_case(300, 6848, 1280, 0, Kind::kPlain, 8);  // decoder layer 0 gate
 }
 
+// FP32 output, as the SAM patch embed uses it: the accumulators, then (in the consumer) + an FP32
+// addend and one BF16 rounding. Tested after that rounding (gemm.h says why).
+TEST(GpuGemm, Fp32AccumulatorsRoundedByTheConsumer) {
+  DSOCR_SKIP_WITHOUT_GPU();
+  for (auto [m, n, k] : {std::tuple<int64_t, int64_t, int64_t>{4096, 768, 768},
+                         {1600, 768, 768}, {37, 96, 136}}) {
+    Rng rng(static_cast<uint64_t>(m + n + k));
+    const std::vector<uint16_t> a = random_bf16(rng, m * k, 0.f, 1.f),
+                                w = random_bf16(rng, n * k, -0.1f, 0.1f);
+    const std::vector<float> add = random_f32(rng, m * n, -1.f, 1.f);
+    DevBuf<uint16_t> da(a), dw(w);
+    DevBuf<float> dout(m * n);
+    Workspace ws;
+    GemmRunner g;
+    ASSERT_EQ(g.init(ws.p, GemmRunner::kWorkspaceBytes), CUBLAS_STATUS_SUCCESS);
+    GemmArgs args;
+    args.m = m, args.n = n, args.k = k;
+    args.a = da.get(), args.lda = k, args.w = dw.get(), args.ldw = k;
+    args.out = dout.get(), args.ldo = n, args.out_f32 = true;
+    ASSERT_EQ(g.run(args, nullptr), CUBLAS_STATUS_SUCCESS);
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    const std::vector<float> o = dout.download();
+    std::vector<double> kern, naive, ref;
+    for (int64_t i = 0; i < m; i += (m > 64 ? 7 : 1))
+      for (int64_t j = 0; j < n; ++j) {
+        double acc = 0;
+        float accf = 0;
+        for (int64_t c = 0; c < k; ++c) {
+          const float x = bf16_to_f32(a[i * k + c]), y = bf16_to_f32(w[j * k + c]);
+          acc += double(x) * y, accf += x * y;
+        }
+        ref.push_back(acc + add[i * n + j]);
+        naive.push_back(round_bf16(accf + add[i * n + j]));
+        kern.push_back(round_bf16(o[i * n + j] + add[i * n + j]));
+      }
+    expect_2x_naive("gemm fp32 out, rounded by the consumer", kern, naive, ref);
+  }
+}
+
 TEST(GpuGemm, RejectsBadArguments) {
   DSOCR_SKIP_WITHOUT_GPU();
   Workspace ws;
@@ -96,6 +136,8 @@ TEST(GpuGemm, RejectsBadArguments) {
   args.a = args.w = buf.get(), args.out = buf.get();
   args.lda = args.ldw = 64, args.ldo = 32;  // ldo < n
   EXPECT_EQ(g.run(args, nullptr), CUBLAS_STATUS_INVALID_VALUE);
+  args.ldo = 64, args.bias = buf.get(), args.out_f32 = true;  // no bias with an FP32 output
+  EXPECT_EQ(g.run(args, nullptr), CUBLAS_STATUS_NOT_SUPPORTED);
 }
 
 void activation_case(Activation act, int64_t rows, int64_t cols, int64_t ld, uint64_t seed) {

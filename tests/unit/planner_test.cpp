@@ -3,6 +3,7 @@
 #include "runtime/planner.h"
 
 #include "runtime/decoder_gpu.h"
+#include "runtime/vision_gpu.h"
 
 #include <gtest/gtest.h>
 
@@ -86,11 +87,12 @@ TEST(Planner, Formulas) {
   EXPECT_LT(vision_workspace_bytes(cfg, Mode::kSmall), vision_workspace_bytes(cfg, Mode::kBase));
   EXPECT_LT(vision_workspace_bytes(cfg, Mode::kBase), vision_workspace_bytes(cfg, Mode::kLarge));
   EXPECT_GT(vision_workspace_bytes(cfg, Mode::kGundam), vision_workspace_bytes(cfg, Mode::kBase));
-  // Order of magnitude of the comment's arithmetic: a 1024 view ~ 120 MB, Gundam ~ 350 MB.
-  EXPECT_GT(vision_workspace_bytes(cfg, Mode::kBase), 100e6);
-  EXPECT_LT(vision_workspace_bytes(cfg, Mode::kBase), 140e6);
-  EXPECT_GT(vision_workspace_bytes(cfg, Mode::kGundam), 300e6);
-  EXPECT_LT(vision_workspace_bytes(cfg, Mode::kGundam), 400e6);
+  // The GPU encoder's own carving (runtime/vision_gpu.h lists the figures): base 98 MB, Gundam
+  // (1 x 1024 + 9 x 640) 227 MB.
+  for (Mode m : {Mode::kTiny, Mode::kBase, Mode::kGundam})
+    EXPECT_EQ(vision_workspace_bytes(cfg, m), vision_gpu_region_bytes(cfg, vision_groups(m)));
+  EXPECT_EQ(vision_workspace_bytes(cfg, Mode::kBase), 98'265'088u);
+  EXPECT_EQ(vision_workspace_bytes(cfg, Mode::kGundam), 227'270'656u);
   // Decoder: the GPU decoder's carving; per row ~106 KB (MoE prefill scratch half of it), plus fixed buffers
   // (logits, attention partials, cuBLASLt's 32 MiB) and FP32 logits per extra sequence.
   const uint64_t fixed = decoder_activation_bytes(cfg, 0, 1);
@@ -251,10 +253,10 @@ TEST(Planner, OverBudgetNamesTotalBudgetAndBiggestRegions) {
   EXPECT_EQ(m.find('\n'), std::string::npos);
   EXPECT_EQ(m.find("plan needs "), 0u) << m;
   EXPECT_NE(m.find("> --gpu-mem 6G (6.44 GB)"), std::string::npos) << m;
-  // The three biggest, largest first: routed experts, the KV cache (503 MB), vision (~350 MB).
+  // The three biggest, largest first: routed experts, the KV cache (503 MB), lm_head (331 MB).
   const size_t a = m.find("weights.routed_expert 5.20 GB");
   const size_t b = m.find("kv_cache 503 MB");
-  const size_t c = m.find("vision ");
+  const size_t c = m.find("weights.lm_head 331 MB");
   EXPECT_NE(a, std::string::npos) << m;
   EXPECT_NE(b, std::string::npos) << m;
   EXPECT_NE(c, std::string::npos) << m;
