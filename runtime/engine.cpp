@@ -159,7 +159,7 @@ Expected<PageOutput> Engine::run(const Image& image, std::string_view prompt_in,
     NGramBan ban;
     ban.mode = impl_->opt.ngram > 0 ? NGramBan::kHF : NGramBan::kNone;
     ban.n = std::max(impl_->opt.ngram, 1);
-    DSOCR_TRY(dec.begin(ids, max_new, ban));
+    DSOCR_TRY(dec.begin(ids, max_new, ban, /*stop_at_eos=*/!impl_->opt.ignore_eos));
     // The encoder writes the image rows (after BOS and the text before <image>) in place.
     const int64_t first = 1 + static_cast<int64_t>(before.size());
     PageViewsRef ref;

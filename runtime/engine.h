@@ -30,6 +30,7 @@ struct EngineOptions {
   int max_tokens = 8192;        // new tokens per page (capped by the 8192-token context)
   int ngram = 20;               // HF no-repeat-ngram size over prompt + output; 0 = off
   bool cuda = false;            // run on GPU 0 (BF16 encoder and decoder)
+  bool ignore_eos = false;      // with cuda: decode exactly max_tokens tokens (benchmarks)
   uint64_t gpu_mem = 0;         // with cuda: the memory budget in bytes (0 = the free memory)
 };
 

@@ -7,12 +7,21 @@
 //       launch (graph of 16 launches, inputs rotated past 3x L2, 25 samples), GB/s and TFLOP/s
 //       against the copy bandwidth and cuBLASLt BF16 GEMM peak measured in the same run, and the
 //       sum of the decode step's kernels (launches per step x median).
+//   dsocr-bench e2e --model DIR [--modes tiny,small,base,large,gundam] [--image PATH] [--tokens N]
+//       whole pages through the engine on the GPU (EOS ignored: exactly --tokens per page): per
+//       mode preprocessing, vision, prefill, TTFT, ms/token, tokens/s, pages/s, device and host
+//       memory; the image defaults to a synthetic A4 page.
+//   dsocr-bench compare --baseline TORCH.json --ours DSOCR.json [--ours ...]
+//       the PyTorch baseline (bench/torch_*_baseline.py --json) beside dsocr's figures.
 //   dsocr-bench decode --model DIR [--ctx 282,912] [--tokens N] [--reps N] [--json FILE]
 //       batch-1 decoder on the checkpoint: prefill time per context length, decode ms/token
 //       (graph-replayed steps, the host one token behind), bytes read per token, achieved GB/s
 //       and % of the device-to-device copy bandwidth measured in the same run.
 // Prompts are synthetic (BOS + seeded random text ids): timing does not depend on the content
 // beyond the MoE routing. EOS is ignored so every run decodes exactly --tokens tokens.
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -22,6 +31,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -35,7 +45,9 @@
 #include "kernels/prefill_attention.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
+#include "loader/image.h"
 #include "runtime/cuda_check.h"
+#include "runtime/engine.h"
 #include "runtime/gpu_model.h"
 #include "runtime/kernel_timer.h"
 
@@ -47,9 +59,15 @@ constexpr const char* kTool = "dsocr-bench";
 std::string usage() {
   return "usage: dsocr-bench kernels [options]\n"
          "       dsocr-bench decode --model DIR [options]\n"
+         "       dsocr-bench e2e --model DIR [options]\n"
+         "       dsocr-bench compare --baseline TORCH.json --ours DSOCR.json [--ours ...]\n"
          "  kernels: every decoder kernel at the model's shapes, against the copy bandwidth and\n"
          "           BF16 GEMM peak measured in the same run (no model needed)\n"
          "  decode:  batch-1 prefill and decode timing of a model on this GPU\n"
+         "  e2e:     whole pages per mode (preprocess, vision, prefill, TTFT, ms/token, pages/s)\n"
+         "  compare: a PyTorch baseline JSON beside dsocr's JSON\n"
+         "  --modes LIST    e2e: modes, comma separated (default tiny,small,base,large,gundam)\n"
+         "  --image PATH    e2e: the page (default: a synthetic A4 page)\n"
          "  --filter REGEX  kernels: only rows whose name matches\n"
          "  --ctx LIST      prompt lengths, comma separated (decode: 282,912; kernels:\n"
          "                  282,912,2048, decode attention at the last)\n"
@@ -60,7 +78,10 @@ std::string usage() {
 }
 
 struct Args {
-  std::string cmd, model, json, filter;
+  std::string cmd, model, json, filter, image, baseline;
+  std::vector<std::string> ours;
+  std::vector<std::string> modes = {"tiny", "small", "base", "large", "gundam"};
+  bool progress = isatty(2);
   std::vector<int> ctx;
   int tokens = 128, reps = 5;
 };
@@ -69,8 +90,8 @@ Expected<int> parse_int(const std::string& flag, const std::string& v, int lo, i
   char* end = nullptr;
   const long x = std::strtol(v.c_str(), &end, 10);
   if (v.empty() || *end || x < lo || x > hi)
-    return Status::Error(strfmt("%s %s: expected an integer in %d..%d", flag.c_str(), v.c_str(),
-                                lo, hi));
+    return Status::Error(strfmt("%s %s: expected an integer in %d..%d; change the value",
+                                flag.c_str(), v.c_str(), lo, hi));
   return static_cast<int>(x);
 }
 
@@ -79,8 +100,9 @@ Expected<Args> parse(int argc, char** argv) {
   if (argc < 2) return Status::Error("no command; try `dsocr-bench --help`");
   a.cmd = argv[1];
   if (a.cmd == "-h" || a.cmd == "--help") return a;
-  if (a.cmd != "decode" && a.cmd != "kernels")
-    return Status::Error("unknown command '" + a.cmd + "'; the commands are: kernels, decode");
+  if (a.cmd != "decode" && a.cmd != "kernels" && a.cmd != "e2e" && a.cmd != "compare")
+    return Status::Error("unknown command '" + a.cmd +
+                         "'; the commands are: kernels, decode, e2e, compare");
   for (int i = 2; i < argc; ++i) {
     const std::string f = argv[i];
     if (f == "-h" || f == "--help") {
@@ -93,11 +115,31 @@ Expected<Args> parse(int argc, char** argv) {
       a.model = v;
     } else if (f == "--json") {
       a.json = v;
+    } else if (f == "--image") {
+      a.image = v;
+    } else if (f == "--baseline") {
+      a.baseline = v;
+    } else if (f == "--ours") {
+      a.ours.push_back(v);
+    } else if (f == "--modes") {
+      a.modes.clear();
+      size_t b = 0;
+      while (b <= v.size()) {
+        const size_t e = std::min(v.find(',', b), v.size());
+        const std::string m = v.substr(b, e - b);
+        if (!parse_mode(m).ok())
+          return Status::Error("--modes: unknown mode '" + m +
+                               "'; use tiny, small, base, large, gundam");
+        a.modes.push_back(m);
+        b = e + 1;
+      }
     } else if (f == "--filter") {
       try {
         std::regex r(v);
       } catch (const std::regex_error&) {
-        return Status::Error("--filter '" + v + "': not a valid regular expression");
+        return Status::Error("--filter '" + v +
+                             "': not a valid regular expression; use ECMAScript syntax, e.g. "
+                             "'decode\\.|prefill912'");
       }
       a.filter = v;
     } else if (f == "--tokens") {
@@ -119,9 +161,12 @@ Expected<Args> parse(int argc, char** argv) {
   }
   if (a.ctx.empty()) a.ctx = a.cmd == "kernels" ? std::vector<int>{282, 912, 2048}
                                                  : std::vector<int>{282, 912};
-  if (a.cmd == "decode" && a.model.empty()) return Status::Error("decode needs --model DIR");
+  if ((a.cmd == "decode" || a.cmd == "e2e") && a.model.empty())
+    return Status::Error(a.cmd + " needs --model DIR; pass a checkpoint directory (dsocr-synth "
+                         "--seed 1 --out DIR makes the synthetic one)");
   if (a.cmd == "kernels" && !a.model.empty())
-    return Status::Error("kernels takes no --model (random weights at the model's shapes)");
+    return Status::Error("kernels takes no --model; it times random weights at the model's "
+                         "shapes, drop --model");
   return a;
 }
 
@@ -514,6 +559,157 @@ Status run_kernels(const Args& a) {
   return Status::Ok();
 }
 
+// ---- dsocr-bench e2e ---------------------------------------------------------------------------
+// Whole pages through the engine on the GPU, per mode: preprocessing (CPU), vision, prefill, time
+// to first token, time per output token, tokens/s, pages/s, peak device and host memory.
+double peak_host_mb() {
+  struct rusage ru {};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_maxrss / 1024.0;  // KiB on Linux
+}
+
+// A synthetic page (no file needed): dark text-like bars on white, 1240 x 1754 (A4 at 150 dpi).
+Image synthetic_page() {
+  Image im;
+  im.width = 1240, im.height = 1754;
+  im.rgb.assign(static_cast<size_t>(im.width) * im.height * 3, 255);
+  uint32_t r = 12345;
+  for (int y = 120; y + 24 < im.height - 120; y += 36) {
+    int x = 100;
+    while (x < im.width - 140) {
+      r ^= r << 13, r ^= r >> 17, r ^= r << 5;
+      const int w = 20 + static_cast<int>(r % 90);
+      for (int yy = y; yy < y + 20; ++yy)
+        for (int xx = x; xx < std::min(x + w, im.width - 100); ++xx)
+          for (int ch = 0; ch < 3; ++ch)
+            im.rgb[(static_cast<size_t>(yy) * im.width + xx) * 3 + ch] = 30;
+      x += w + 12;
+    }
+  }
+  return im;
+}
+
+Status run_e2e(const Args& a) {
+  DSOCR_TRY(need_gpu());
+  Image image;
+  if (a.image.empty()) {
+    image = synthetic_page();
+  } else {
+    DSOCR_ASSIGN_OR_RETURN(image, load_image(a.image));
+  }
+  DSOCR_ASSIGN_OR_RETURN(const std::string prompt, task_prompt(Task::kMarkdown));
+  cudaDeviceProp prop{};
+  cudaGetDeviceProperties(&prop, 0);
+  nlohmann::json out = {{"gpu", prop.name}, {"image", a.image.empty() ? "synthetic" : a.image},
+                        {"tokens", a.tokens}, {"results", nlohmann::json::array()}};
+  std::printf("%-7s %6s %9s %9s %9s %9s %10s %9s %8s %9s %9s\n", "mode", "image", "prep ms",
+              "vision ms", "prefill", "TTFT ms", "ms/token", "tokens/s", "pages/s", "GPU GB",
+              "host MB");
+  for (const std::string& mode_name : a.modes) {
+    DSOCR_ASSIGN_OR_RETURN(Mode mode, parse_mode(mode_name));
+    EngineOptions eo;
+    eo.model_dir = a.model;
+    eo.mode = mode;
+    eo.max_tokens = a.tokens;
+    eo.cuda = true;
+    eo.ignore_eos = true;
+    if (a.progress) std::fprintf(stderr, "%s: %s: loading\n", kTool, mode_name.c_str());
+    DSOCR_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::open(eo));
+    std::map<std::string, std::vector<double>> ms;
+    int image_tokens = 0;
+    for (int rep = 0; rep <= a.reps; ++rep) {  // rep 0: warm-up
+      DSOCR_ASSIGN_OR_RETURN(PageOutput page, engine->run(image, prompt));
+      if (static_cast<int>(page.ids.size()) != a.tokens)
+        return Status::Error(strfmt("%s: decoded %zu tokens, expected %d", mode_name.c_str(),
+                                    page.ids.size(), a.tokens));
+      image_tokens = page.image_tokens;
+      if (rep == 0) continue;
+      for (const auto& [k, v] : page.ms) ms[k].push_back(v);
+    }
+    auto med = [&](const char* k) { return ms.count(k) ? median(ms[k]) : 0.0; };
+    const double prep = med("preprocess"), vis = med("vision"), pre = med("prefill"),
+                 dec = med("decode");
+    const double tpot = dec / a.tokens, ttft = prep + vis + pre + tpot;
+    const double page_ms = prep + vis + pre + dec;
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    const double gpu_gb = (total_b - free_b) * 1e-9;
+    std::printf("%-7s %6d %9.2f %9.2f %9.2f %9.2f %10.4f %9.0f %8.2f %9.2f %9.0f\n",
+                mode_name.c_str(), image_tokens, prep, vis, pre, ttft, tpot, 1e3 / tpot,
+                1e3 / page_ms, gpu_gb, peak_host_mb());
+    out["results"].push_back({{"mode", mode_name},
+                              {"image_tokens", image_tokens},
+                              {"preprocess_ms", prep},
+                              {"vision_ms", vis},
+                              {"prefill_ms", pre},
+                              {"ttft_ms", ttft},
+                              {"ms_per_token", tpot},
+                              {"pages_per_s", 1e3 / page_ms},
+                              {"device_mem_gb", gpu_gb},
+                              {"peak_host_mb", peak_host_mb()}});
+  }
+  if (!a.json.empty()) {
+    std::ofstream f(a.json);
+    if (!f) return Status::Error(a.json + ": cannot write; check the directory");
+    f << out.dump(1) << "\n";
+  }
+  return Status::Ok();
+}
+
+// ---- dsocr-bench compare -----------------------------------------------------------------------
+// A PyTorch baseline JSON (bench/torch_*_baseline.py --json) beside dsocr's own (decode / e2e
+// --json): one row per stage both measured.
+Expected<nlohmann::json> read_json(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) return Status::Error(path + ": cannot read; give a JSON file written with --json");
+  try {
+    return nlohmann::json::parse(f);
+  } catch (const std::exception& e) {
+    return Status::Error(path + ": not valid JSON (" + e.what() + ")");
+  }
+}
+
+Status run_compare(const Args& a) {
+  if (a.baseline.empty() || a.ours.empty())
+    return Status::Error("compare needs --baseline TORCH.json and --ours DSOCR.json; give both "
+                         "(--ours may repeat)");
+  DSOCR_ASSIGN_OR_RETURN(nlohmann::json base, read_json(a.baseline));
+  std::map<std::string, double> ours;  // baseline name -> our ms
+  for (const std::string& p : a.ours) {
+    DSOCR_ASSIGN_OR_RETURN(nlohmann::json j, read_json(p));
+    for (const auto& r : j.value("results", nlohmann::json::array())) {
+      if (r.contains("ctx")) {  // dsocr-bench decode
+        const int ctx = r.at("ctx").get<int>();
+        ours[strfmt("decoder.prefill_%d", ctx)] = r.at("prefill_ms").get<double>();
+        ours[strfmt("decoder.decode_ctx%d_plain", ctx)] = r.at("decode_ms_per_token").get<double>();
+        ours[strfmt("decoder.decode_ctx%d_compiled", ctx)] =
+            r.at("decode_ms_per_token").get<double>();
+      } else if (r.contains("mode") && r.contains("vision_ms")) {  // dsocr-bench e2e
+        const std::string m = r.at("mode").get<std::string>();
+        if (m == "base") ours["vision.base_view"] = r.at("vision_ms").get<double>();
+        if (m == "gundam") ours["vision.gundam"] = r.at("vision_ms").get<double>();
+      }
+    }
+  }
+  std::vector<std::string> rows;
+  for (const auto& r : base.value("results", nlohmann::json::array())) {
+    const std::string name = r.value("name", "");
+    auto it = ours.find(name);
+    if (it == ours.end() || !r.contains("ms_median")) continue;
+    const double t = r.at("ms_median").get<double>();
+    rows.push_back(strfmt("%-34s %-22s %12.3f %12.3f %8.2fx\n", name.c_str(),
+                          r.value("mode", "").substr(0, 22).c_str(), t, it->second,
+                          t / it->second));
+  }
+  if (rows.empty())
+    return Status::Error("no stage of " + a.baseline + " matches the dsocr results given; pass "
+                         "the JSON of `dsocr-bench decode` / `dsocr-bench e2e`");
+  std::printf("%-34s %-22s %12s %12s %9s\n", "stage", "PyTorch variant", "PyTorch ms", "dsocr ms",
+              "speed-up");
+  for (const std::string& r : rows) std::fputs(r.c_str(), stdout);
+  return Status::Ok();
+}
+
 }  // namespace
 }  // namespace dsocr
 
@@ -528,7 +724,10 @@ int main(int argc, char** argv) {
     std::fputs(usage().c_str(), stdout);
     return 0;
   }
-  const Status s = a->cmd == "kernels" ? run_kernels(*a) : run_decode(*a);
+  const Status s = a->cmd == "kernels"   ? run_kernels(*a)
+                   : a->cmd == "e2e"     ? run_e2e(*a)
+                   : a->cmd == "compare" ? run_compare(*a)
+                                         : run_decode(*a);
   if (!s.ok()) {
     std::fprintf(stderr, "%s: %s\n", kTool, s.message().c_str());
     return 1;

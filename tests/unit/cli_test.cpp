@@ -49,7 +49,11 @@ class Cli : public testing::Test {
   // Run dsocr-run with `args` (already shell-quoted where needed), DSOCR_MODEL unset unless `env`
   // sets it.
   static Result run(const std::string& args, const std::string& env = "") {
-    const fs::path exe = fs::path(DSOCR_BINARY_DIR) / "bin" / "dsocr-run";
+    return run_tool("dsocr-run", args, env);
+  }
+  static Result run_tool(const std::string& tool, const std::string& args,
+                         const std::string& env = "") {
+    const fs::path exe = fs::path(DSOCR_BINARY_DIR) / "bin" / tool;
     EXPECT_TRUE(fs::exists(exe)) << exe << " not built";
     const fs::path out = *tmp_ / "stdout", err = *tmp_ / "stderr";
     const std::string cmd = "env -u DSOCR_MODEL " + env + " '" + exe.string() + "' " + args +
@@ -100,11 +104,12 @@ class Cli : public testing::Test {
 };
 fs::path* Cli::tmp_ = nullptr;
 
-// One line, "dsocr-run: ...; ...", containing `what`.
-void expect_one_line_error(const Result& r, int code, const std::string& what) {
+// One line, "<tool>: ...; ...", containing `what`.
+void expect_one_line_error(const Result& r, int code, const std::string& what,
+                           const std::string& tool = "dsocr-run") {
   EXPECT_EQ(r.code, code) << r.err;
   ASSERT_FALSE(r.err.empty());
-  EXPECT_EQ(r.err.rfind("dsocr-run: ", 0), 0u) << r.err;
+  EXPECT_EQ(r.err.rfind(tool + ": ", 0), 0u) << r.err;
   EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "not one line: " << r.err;
   EXPECT_NE(r.err.find("; "), std::string::npos) << "no advice: " << r.err;
   EXPECT_NE(r.err.find(what), std::string::npos) << "expected '" << what << "' in: " << r.err;
@@ -309,6 +314,49 @@ TEST_F(Cli, ManyImagesFromDirectoriesAndLists) {
   expect_one_line_error(run(model + "--image '" + (work / "empty").string() + "'"), 2,
                         "empty: no image files (.png, .jpg");
   fs::remove(dir / "tokenizer.json");
+}
+
+TEST_F(Cli, BenchErrorsAndCompare) {
+  auto bench = [](const std::string& args) { return run_tool("dsocr-bench", args); };
+  auto expect_one_line_bench = [](const Result& r, int code, const std::string& what) {
+    expect_one_line_error(r, code, what, "dsocr-bench");
+  };
+  expect_one_line_bench(bench(""), 2, "no command");
+  expect_one_line_bench(bench("warp"), 2, "unknown command 'warp'");
+  expect_one_line_bench(bench("kernels --filter '('"), 2, "not a valid regular expression");
+  expect_one_line_bench(bench("e2e"), 2, "e2e needs --model DIR");
+  expect_one_line_bench(bench("e2e --model x --modes tiny,huge"), 2, "unknown mode 'huge'");
+  expect_one_line_bench(bench("decode --model x --ctx 1"), 2, "--ctx 1");
+  Result help = bench("--help");
+  EXPECT_EQ(help.code, 0);
+  EXPECT_NE(help.out.find("dsocr-bench kernels"), std::string::npos) << help.out;
+  // compare: the baseline's stages beside ours, speed-up = theirs / ours.
+  const fs::path base = *tmp_ / "torch.json", ours = *tmp_ / "ours.json", e2e = *tmp_ / "e2e.json";
+  std::ofstream(base) << R"({"results": [
+      {"name": "decoder.prefill_912", "mode": "eager", "ms_median": 20.0},
+      {"name": "decoder.decode_ctx912_compiled", "mode": "compile", "ms_median": 2.4},
+      {"name": "vision.base_view", "mode": "eager", "ms_median": 16.0},
+      {"name": "decoder.decode_b32_step", "mode": "eager", "ms_median": 13.1}]})";
+  std::ofstream(ours) << R"({"results": [{"ctx": 912, "prefill_ms": 5.0,
+      "decode_ms_per_token": 0.6}]})";
+  std::ofstream(e2e) << R"({"results": [{"mode": "base", "vision_ms": 4.0}]})";
+  Result c = bench("compare --baseline '" + base.string() + "' --ours '" + ours.string() +
+                   "' --ours '" + e2e.string() + "'");
+  EXPECT_EQ(c.code, 0) << c.err;
+  EXPECT_NE(c.out.find("decoder.prefill_912"), std::string::npos) << c.out;
+  EXPECT_NE(c.out.find("4.00x"), std::string::npos) << c.out;  // 20 / 5 and 16 / 4
+  EXPECT_NE(c.out.find("decoder.decode_ctx912_compiled"), std::string::npos) << c.out;
+  EXPECT_NE(c.out.find("4.00x"), c.out.rfind("4.00x")) << c.out;  // both 4x rows
+  EXPECT_EQ(c.out.find("decode_b32_step"), std::string::npos) << c.out;  // nothing to compare
+  expect_one_line_bench(bench("compare --baseline '" + base.string() + "' --ours '" + e2e.string() +
+                              "x'"),
+                        1, "cannot read");
+  std::ofstream(e2e) << R"({"results": []})";
+  expect_one_line_bench(
+      bench("compare --baseline '" + base.string() + "' --ours '" + e2e.string() + "'"), 1,
+      "no stage of");
+  if (!cuda_unavailable_reason().empty())
+    expect_one_line_bench(bench("kernels"), 1, "no GPU");
 }
 
 TEST_F(Cli, CudaDeviceNeedsAGpu) {
