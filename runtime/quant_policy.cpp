@@ -66,7 +66,8 @@ Expected<QuantPolicy> parse_quant_policy(std::string_view name) {
     set({kAttn, kDense, kShared}, WeightFormat::kInt8);
     set({kRouted}, WeightFormat::kInt4);
   } else {
-    return Status::Error("--quant " + quoted(name) + " unknown; use bf16, int8, int4 or mixed");
+    return Status::Error("quantization policy " + quoted(name) +
+                         " unknown; use bf16, int8, int4 or mixed");
   }
   return p;
 }
