@@ -60,12 +60,12 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 class SchemaBuilder {
  public:
   explicit SchemaBuilder(std::vector<TensorSpec>* out) : out_(out) {}
-  void add(std::string name, std::vector<int64_t> shape, TensorClass cls) {
-    out_->push_back(TensorSpec{std::move(name), std::move(shape), DType::BF16, cls});
+  void add(std::string name, std::vector<int64_t> shape, TensorClass cls, bool linear = false) {
+    out_->push_back(TensorSpec{std::move(name), std::move(shape), DType::BF16, cls, linear});
   }
   // nn.Linear(in, out) -> weight [out, in] (+ bias [out]).
   void linear(const std::string& p, int64_t in, int64_t out, bool bias, TensorClass cls) {
-    add(p + ".weight", {out, in}, cls);
+    add(p + ".weight", {out, in}, cls, true);
     if (bias) add(p + ".bias", {out}, cls);
   }
   // nn.LayerNorm(dim) / LayerNorm2d(dim) -> weight, bias [dim].
@@ -152,7 +152,7 @@ void add_decoder_layer(SchemaBuilder& b, const ModelConfig& m, int i) {
     for (int e = 0; e < m.n_experts; ++e)
       swiglu(lp + "mlp.experts." + std::to_string(e) + ".", m.moe_inter,
              TensorClass::kRoutedExpert);
-    b.add(lp + "mlp.gate.weight", {m.n_experts, m.dim}, TensorClass::kRouter);
+    b.linear(lp + "mlp.gate", m.dim, m.n_experts, false, TensorClass::kRouter);
     if (m.n_shared > 0)
       swiglu(lp + "mlp.shared_experts.", m.shared_inter(), TensorClass::kSharedExpert);
   }
@@ -173,7 +173,7 @@ std::vector<TensorSpec> checkpoint_schema(const ModelConfig& cfg) {
   b.add("model.embed_tokens.weight", {cfg.vocab, cfg.dim}, TensorClass::kEmbed);
   for (int i = 0; i < cfg.n_layers; ++i) add_decoder_layer(b, cfg, i);
   b.add("model.norm.weight", {cfg.dim}, TensorClass::kNorm);
-  b.add("lm_head.weight", {cfg.vocab, cfg.dim}, TensorClass::kLmHead);
+  b.linear("lm_head", cfg.dim, cfg.vocab, false, TensorClass::kLmHead);
   return out;
 }
 

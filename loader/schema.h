@@ -26,6 +26,7 @@ enum class TensorClass : uint8_t {
   kSharedExpert,  // fused shared experts of the MoE layers
   kRoutedExpert,  // the 64 routed experts of each MoE layer
 };
+constexpr int kTensorClassCount = static_cast<int>(TensorClass::kRoutedExpert) + 1;
 const char* tensor_class_name(TensorClass c);
 
 struct TensorSpec {
@@ -33,6 +34,10 @@ struct TensorSpec {
   std::vector<int64_t> shape;
   DType dtype = DType::BF16;
   TensorClass cls = TensorClass::kSam;
+  // An nn.Linear weight [out, in] (decoder projections, experts, router, lm_head, the vision
+  // towers' linear layers): what weight-only quantization can apply to (runtime/quant_policy.h).
+  // Not: biases, norms, embeddings (rows are gathered), positional tables, convolutions.
+  bool linear = false;
   int64_t numel() const;
 };
 

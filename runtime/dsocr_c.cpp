@@ -16,6 +16,7 @@
 #include "runtime/dsocr.h"
 #include "runtime/engine.h"
 #include "runtime/postprocess.h"
+#include "runtime/quant_policy.h"
 
 struct dsocr_engine {
   std::unique_ptr<dsocr::Engine> engine;
@@ -79,7 +80,7 @@ dsocr_status engine_options(const dsocr_options& o, dsocr::EngineOptions* eo) {
                 "dsocr_options.device \"" + device + "\" is unknown; use \"cuda\" or \"cpu\"");
   const std::string quant = o.quant ? o.quant : "bf16";
   if (quant != "bf16")
-    return fail(quant == "int8" || quant == "int4" ? DSOCR_E_UNSUPPORTED : DSOCR_E_INVALID,
+    return fail(dsocr::parse_quant_policy(quant).ok() ? DSOCR_E_UNSUPPORTED : DSOCR_E_INVALID,
                 "dsocr_options.quant \"" + quant +
                     "\": only \"bf16\" is supported in this version; set quant to \"bf16\" "
                     "or NULL");

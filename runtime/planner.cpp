@@ -100,21 +100,30 @@ int max_prompt_tokens(Mode mode) {
   return 1 + image + kPromptTextTokens;  // BOS + image + text
 }
 
+WeightEntry weight_entry(const TensorSpec& spec, uint64_t nbytes) {
+  WeightEntry e{spec.name, nbytes, spec.cls};
+  if (spec.linear && spec.shape.size() == 2) {
+    e.out = spec.shape[0];
+    e.in = spec.shape[1];
+  }
+  return e;
+}
+
 Expected<std::vector<WeightEntry>> weight_entries(const Checkpoint& ckpt,
                                                   const std::vector<TensorSpec>& schema) {
-  std::unordered_map<std::string_view, TensorClass> cls;
-  cls.reserve(schema.size());
-  for (const TensorSpec& s : schema) cls.emplace(s.name, s.cls);
+  std::unordered_map<std::string_view, const TensorSpec*> spec;
+  spec.reserve(schema.size());
+  for (const TensorSpec& s : schema) spec.emplace(s.name, &s);
   std::vector<WeightEntry> out;
   out.reserve(ckpt.tensors().size());
   for (const TensorInfo& t : ckpt.tensors()) {
-    auto it = cls.find(t.name);
-    if (it == cls.end())
+    auto it = spec.find(t.name);
+    if (it == spec.end())
       return Status::Error(
           strfmt("%s: tensor %s is not part of DeepSeek-OCR; validate the "
                  "checkpoint (dsocr-run --inspect) for the full list",
                  ckpt.dir().c_str(), t.name.c_str()));
-    out.push_back(WeightEntry{t.name, t.nbytes, it->second});
+    out.push_back(weight_entry(*it->second, t.nbytes));
   }
   return out;
 }
@@ -163,16 +172,35 @@ const TensorSlot* MemoryPlan::find_tensor(std::string_view name) const {
   return it == tensor_index.end() ? nullptr : &tensors[it->second];
 }
 
+uint64_t MemoryPlan::kind_bytes(RegionKind kind) const {
+  uint64_t sum = 0;
+  for (const Region& r : regions)
+    if (r.kind == kind) sum += r.bytes;
+  return sum;
+}
+
 std::string MemoryPlan::describe() const {
   std::string s = strfmt(
       "memory plan: mode %s, prompt <= %d tokens, max new tokens %d, kv cache "
       "%d tokens, batch %d\n",
       mode_spec(mode).name, prompt_tokens, max_new_tokens, kv_tokens, max_batch);
+  s += strfmt("  weights: --quant %s: %s\n", quant.name.c_str(), quant.describe().c_str());
   s += strfmt("  %-24s %14s %10s  %s\n", "region", "offset", "size", "");
   for (const Region& r : regions)
     s += strfmt("  %-24s %14llu %10s  %s\n", r.name.c_str(),
                 static_cast<unsigned long long>(r.offset), format_bytes(r.bytes).c_str(),
                 r.note.c_str());
+  const struct {
+    RegionKind kind;
+    const char* name;
+  } kinds[] = {{RegionKind::kWeights, "weights"},
+               {RegionKind::kActivations, "activations"},
+               {RegionKind::kKvCache, "kv_cache"},
+               {RegionKind::kSampling, "sampling"}};
+  for (const auto& k : kinds)
+    s += strfmt("  %-24s %14s %10s  (%llu bytes)\n", (std::string("all ") + k.name).c_str(), "",
+                format_bytes(kind_bytes(k.kind)).c_str(),
+                static_cast<unsigned long long>(kind_bytes(k.kind)));
   s += strfmt("  %-24s %14s %10s  (%llu bytes)\n", "total", "", format_bytes(total).c_str(),
               static_cast<unsigned long long>(total));
   if (budget)
@@ -188,6 +216,7 @@ Expected<MemoryPlan> plan_memory(const ModelConfig& cfg, const std::vector<Weigh
                                  const PlanOptions& opt) {
   MemoryPlan p;
   p.mode = opt.mode;
+  p.quant = opt.quant;
   p.prompt_tokens = max_prompt_tokens(opt.mode);
   const int room = cfg.max_pos - p.prompt_tokens;  // positions left for new tokens
   if (room < 1)
@@ -222,34 +251,46 @@ Expected<MemoryPlan> plan_memory(const ModelConfig& cfg, const std::vector<Weigh
     cursor = align_up(cursor + bytes);
   };
 
-  // Weights, one region per class in TensorClass order; tensors in checkpoint order inside.
-  constexpr int kClasses = static_cast<int>(TensorClass::kRoutedExpert) + 1;
+  // Weights, one region per class in TensorClass order; tensors in checkpoint order inside, each
+  // slot sized for its stored format.
+  constexpr int kClasses = kTensorClassCount;
   std::vector<uint64_t> class_bytes(kClasses, 0);
   std::vector<int> class_count(kClasses, 0);
-  std::vector<uint64_t> slot_offset(weights.size());
+  std::vector<std::vector<StoredFormat>> class_formats(kClasses);  // distinct, first seen first
+  std::vector<TensorSlot> slots(weights.size());
   for (size_t i = 0; i < weights.size(); ++i) {
-    const int c = static_cast<int>(weights[i].cls);
+    const WeightEntry& w = weights[i];
+    const int c = static_cast<int>(w.cls);
     if (c < 0 || c >= kClasses)
-      return Status::Error(strfmt("tensor %s: unknown tensor class %d (internal error)",
-                                  weights[i].name.c_str(), c));
-    slot_offset[i] = class_bytes[c];
-    class_bytes[c] = align_up(class_bytes[c] + weights[i].nbytes);
+      return Status::Error(
+          strfmt("tensor %s: unknown tensor class %d (internal error)", w.name.c_str(), c));
+    TensorSlot& slot = slots[i];
+    slot.name = w.name;
+    slot.stored = stored_format(opt.quant, w.cls, w.out, w.in);
+    slot.nbytes = stored_bytes(slot.stored, w.out, w.in, w.nbytes);
+    slot.offset = class_bytes[c];
+    class_bytes[c] = align_up(class_bytes[c] + slot.nbytes);
     ++class_count[c];
+    std::vector<StoredFormat>& f = class_formats[c];
+    if (std::find(f.begin(), f.end(), slot.stored) == f.end()) f.push_back(slot.stored);
   }
   std::vector<int> class_region(kClasses, -1);
   for (int c = 0; c < kClasses; ++c) {
     if (class_count[c] == 0) continue;
     class_region[c] = static_cast<int>(p.regions.size());
+    std::string formats;
+    for (StoredFormat f : class_formats[c])
+      formats += (formats.empty() ? "" : " + ") + stored_format_name(f);
     add_region(std::string("weights.") + tensor_class_name(static_cast<TensorClass>(c)),
-               RegionKind::kWeights, class_bytes[c], strfmt("%d tensors", class_count[c]));
+               RegionKind::kWeights, class_bytes[c],
+               strfmt("%d tensors, %s", class_count[c], formats.c_str()));
   }
-  p.tensors.reserve(weights.size());
-  for (size_t i = 0; i < weights.size(); ++i) {
-    const WeightEntry& w = weights[i];
-    if (!p.tensor_index.emplace(w.name, p.tensors.size()).second)
-      return Status::Error(strfmt("tensor %s listed twice (internal error)", w.name.c_str()));
-    p.tensors.push_back(
-        TensorSlot{w.name, class_region[static_cast<int>(w.cls)], slot_offset[i], w.nbytes});
+  p.tensors = std::move(slots);
+  for (size_t i = 0; i < p.tensors.size(); ++i) {
+    TensorSlot& t = p.tensors[i];
+    t.region = class_region[static_cast<int>(weights[i].cls)];
+    if (!p.tensor_index.emplace(t.name, i).second)
+      return Status::Error(strfmt("tensor %s listed twice (internal error)", t.name.c_str()));
   }
 
   add_region("kv_cache", RegionKind::kKvCache, kv_cache_bytes(cfg, p.kv_tokens),

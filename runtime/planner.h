@@ -2,7 +2,9 @@
 //
 // A plan is a list of named regions of one device pool (DESIGN.md §4), each 256-byte aligned:
 //   weights.<class>   one region per TensorClass; every checkpoint tensor gets an offset inside its
-//                     class's region, so the model binds tensors by name (runtime/weights.h)
+//                     class's region, so the model binds tensors by name (runtime/weights.h),
+//                     and a slot sized for the format the quantization policy stores it in
+//                     (runtime/quant_policy.h: BF16 as in the checkpoint, or values + scales)
 //   kv_cache          kv_tokens x n_layers x {K,V} x dim x 2 B
 //   vision            DeepEncoder workspace for the largest group of equal-size views of the mode
 //   decoder           decoder activations for max_batch prompts of the mode
@@ -24,6 +26,7 @@
 #include "loader/schema.h"
 #include "loader/status.h"
 #include "runtime/preprocess.h"  // Mode
+#include "runtime/quant_policy.h"
 
 namespace dsocr {
 
@@ -45,9 +48,12 @@ int max_prompt_tokens(Mode mode);
 // One checkpoint tensor as the planner sees it.
 struct WeightEntry {
   std::string name;
-  uint64_t nbytes = 0;
+  uint64_t nbytes = 0;  // in the checkpoint
   TensorClass cls = TensorClass::kSam;
+  int64_t out = 0, in = 0;  // [out, in] of an nn.Linear weight (quantizable); 0, 0 otherwise
 };
+// The entry of a schema tensor that takes `nbytes` in the checkpoint.
+WeightEntry weight_entry(const TensorSpec& spec, uint64_t nbytes);
 // Each checkpoint tensor with its class from the schema. A tensor the schema does not know is an
 // error (validate_checkpoint() first for the full report).
 Expected<std::vector<WeightEntry>> weight_entries(const Checkpoint& ckpt,
@@ -60,6 +66,7 @@ struct PlanOptions {
   int max_batch = 1;       // sequences decoded together
   uint64_t gpu_mem = 0;    // budget in bytes; 0: the free memory of `device`
   int device = 0;          // CUDA device index; -1: no GPU (no budget unless gpu_mem is set)
+  QuantPolicy quant;       // stored format per tensor class (default: everything BF16)
   // How the budget and the fix are named in the over-budget message (tools put their flags here).
   std::string budget_name = "gpu_mem";
   std::string fix = "raise gpu_mem, lower max_new_tokens or use a smaller mode";
@@ -79,7 +86,8 @@ struct TensorSlot {
   std::string name;
   int region = 0;       // index into MemoryPlan::regions
   uint64_t offset = 0;  // inside the region, multiple of kPoolAlign
-  uint64_t nbytes = 0;
+  uint64_t nbytes = 0;  // as stored: the checkpoint's bytes (BF16), or values + scales
+  StoredFormat stored;
 };
 
 struct MemoryPlan {
@@ -92,6 +100,7 @@ struct MemoryPlan {
   int max_new_tokens = 0;
   int kv_tokens = 0;
   int max_batch = 1;
+  QuantPolicy quant;
   uint64_t budget = 0;        // 0: none (no GPU and no gpu_mem)
   std::string budget_source;  // "gpu_mem 6 GiB", "free memory of GPU 0", "none"
 
@@ -99,7 +108,10 @@ struct MemoryPlan {
   const TensorSlot* find_tensor(std::string_view name) const;  // checkpoint tensor
   // Byte offset of a tensor from the pool base.
   uint64_t tensor_offset(const TensorSlot& t) const { return regions[t.region].offset + t.offset; }
-  // Table for --inspect: one row per region (offset, size, note), the total and the budget.
+  // Sum of the region sizes of one kind (weights, KV cache, activations, sampling).
+  uint64_t kind_bytes(RegionKind kind) const;
+  // Table for --inspect: the quantization policy, one row per region (offset, size, note), the
+  // bytes per region kind, the total and the budget.
   std::string describe() const;
 
   std::unordered_map<std::string, size_t> tensor_index;  // name -> tensors[i]

@@ -18,17 +18,18 @@
 #include <vector>
 
 #include "loader/config.h"
+#include "loader/image.h"
 #include "loader/safetensors.h"
 #include "loader/schema.h"
-#include "loader/image.h"
 #include "runtime/batch.h"
 #include "runtime/cuda_check.h"
 #include "runtime/engine.h"
 #include "runtime/golden.h"
-#include "runtime/postprocess.h"
 #include "runtime/planner.h"
 #include "runtime/pool.h"
+#include "runtime/postprocess.h"
 #include "runtime/preprocess.h"
+#include "runtime/quant_policy.h"
 #include "runtime/weights.h"
 
 namespace dsocr {
@@ -46,6 +47,12 @@ struct RunOptions {
   uint64_t gpu_mem = 0;           // --gpu-mem; 0: the GPU's free memory
   std::string gpu_mem_text;       // as written, for messages
   Device device = Device::kCuda;  // --device
+  // Weight formats: --quant, then the overrides and --quant-group (in any order), resolved into
+  // `quant` after parsing.
+  std::string quant_name = "bf16";                                      // --quant
+  std::vector<std::pair<QuantOverride, WeightFormat>> quant_overrides;  // --quant-<part>
+  int quant_group = kInt4GroupDefault;                                  // --quant-group
+  QuantPolicy quant;
   int verbose = 0;                // -v, -vv
   bool help = false;              // -h, --help
   // Pages.
@@ -110,6 +117,16 @@ Status parse_id_list(std::string_view flag, std::string_view text, std::vector<i
   return Status::Ok();
 }
 
+// --quant-<part> F: one override of the policy.
+Flag quant_override_flag(const char* name, const char* what, QuantOverride which) {
+  return {name, "F", what, [name, which](RunOptions& o, std::string_view v) -> Status {
+            Expected<WeightFormat> f = parse_weight_format(v);
+            if (!f.ok()) return Status::Error(std::string(name) + ": " + f.message());
+            o.quant_overrides.emplace_back(which, *f);
+            return Status::Ok();
+          }};
+}
+
 const std::vector<Flag>& flags() {
   static const std::vector<Flag> kFlags = {
       {"--model", "DIR",
@@ -145,6 +162,32 @@ const std::vector<Flag>& flags() {
          if (!s.ok()) return Status::Error("--gpu-mem: " + s.message());
          o.gpu_mem = *s;
          o.gpu_mem_text = std::string(v);
+         return Status::Ok();
+       }},
+      {"--quant", "P",
+       "weight formats per tensor class: bf16 (default), int8, int4, or mixed (INT4 routed "
+       "experts, INT8 attention, dense MLP, shared experts); --inspect only in this version",
+       [](RunOptions& o, std::string_view v) -> Status {
+         Expected<QuantPolicy> p = parse_quant_policy(v);
+         if (!p.ok()) return Status::Error("--quant: " + p.message());
+         o.quant_name = std::string(v);
+         return Status::Ok();
+       }},
+      quant_override_flag("--quant-experts", "routed experts as bf16|int8|int4 (overrides --quant)",
+                          QuantOverride::kExperts),
+      quant_override_flag("--quant-dense", "dense MLP (layer 0) and shared experts: bf16|int8|int4",
+                          QuantOverride::kDense),
+      quant_override_flag("--quant-attn", "attention q, k, v, o: bf16|int8|int4",
+                          QuantOverride::kAttn),
+      quant_override_flag("--quant-vision", "SAM, CLIP and projector linear layers: bf16|int8|int4",
+                          QuantOverride::kVision),
+      quant_override_flag("--quant-lm-head", "lm_head: bf16|int8|int4", QuantOverride::kLmHead),
+      {"--quant-group", "N", "INT4 group size along the input dimension: 128 (default) or 64",
+       [](RunOptions& o, std::string_view v) -> Status {
+         DSOCR_TRY(parse_int("--quant-group", v, &o.quant_group));
+         QuantPolicy probe;
+         Status s = set_quant_group(probe, o.quant_group);
+         if (!s.ok()) return Status::Error("--quant-group: " + s.message());
          return Status::Ok();
        }},
       {"--device", "cuda|cpu",
@@ -323,6 +366,10 @@ Expected<RunOptions> parse_args(int argc, char** argv) {
     Status s = f->apply(o, value);
     if (!s.ok()) return Status::Error(s.message() + see);
   }
+  // Every value was checked by its flag; the policy is the --quant table with the overrides on top.
+  DSOCR_ASSIGN_OR_RETURN(o.quant, parse_quant_policy(o.quant_name));
+  for (const auto& [which, f] : o.quant_overrides) apply_quant_override(o.quant, which, f);
+  DSOCR_TRY(set_quant_group(o.quant, o.quant_group));
   return o;
 }
 
@@ -511,6 +558,13 @@ Status run(const RunOptions& o, Failure* usage_failure) {
     *usage_failure = {2, "no model given; pass --model DIR or set DSOCR_MODEL"};
     return Status::Ok();
   }
+  // Never run BF16 kernels on a request for quantized weights.
+  if (!o.quant.all_bf16() && !o.inspect) {
+    *usage_failure = {2, "quantized weights (" + o.quant.describe() +
+                             "): the quantized kernels are not in this version yet; add --inspect "
+                             "to see the memory plan, or drop the --quant flags"};
+    return Status::Ok();
+  }
   if (o.golden || !o.dump.empty() || !o.pixels_from_golden.empty() || !o.teacher_force.empty()) {
     std::string why;
     if (!o.golden) why = "--dump, --teacher-force and --pixels-from-golden need --prompt-ids; add the prompt's text ids";
@@ -577,6 +631,7 @@ Status run(const RunOptions& o, Failure* usage_failure) {
   po.max_new_tokens = o.max_tokens;
   po.gpu_mem = o.gpu_mem;
   po.device = o.device == Device::kCuda ? 0 : -1;
+  po.quant = o.quant;
   po.budget_name = "--gpu-mem " + o.gpu_mem_text;
   po.fix = "raise --gpu-mem, lower --max-tokens or use a smaller --mode";
   t0 = Clock::now();
@@ -594,17 +649,38 @@ Status run(const RunOptions& o, Failure* usage_failure) {
         "schema\n",
         ckpt.tensors().size(), format_bytes(ckpt.total_bytes()).c_str(),
         static_cast<unsigned long long>(ckpt.total_bytes()));
-    std::map<int, std::pair<int, uint64_t>> per_class;  // class -> (count, bytes)
-    for (const WeightEntry& e : entries) {
-      auto& [count, bytes] = per_class[static_cast<int>(e.cls)];
-      ++count;
-      bytes += e.nbytes;
+    // Per class: the checkpoint's BF16 bytes, and the bytes as stored under --quant (values +
+    // scales, before the plan's 256-byte slot alignment).
+    struct ClassRow {
+      int count = 0;
+      uint64_t bf16 = 0, stored = 0;
+      std::string formats;
+    };
+    std::map<int, ClassRow> per_class;
+    ClassRow all;
+    for (size_t i = 0; i < entries.size(); ++i) {
+      const TensorSlot& slot = plan.tensors[i];
+      ClassRow& row = per_class[static_cast<int>(entries[i].cls)];
+      for (ClassRow* r : {&row, &all}) {
+        ++r->count;
+        r->bf16 += entries[i].nbytes;
+        r->stored += slot.nbytes;
+      }
+      const std::string f = stored_format_name(slot.stored);
+      if (row.formats.find(f) == std::string::npos)
+        row.formats += (row.formats.empty() ? "" : "+") + f;
     }
-    std::printf("  %-16s %8s %10s %16s\n", "class", "tensors", "size", "bytes");
-    for (const auto& [c, cb] : per_class)
-      std::printf("  %-16s %8d %10s %16llu\n", tensor_class_name(static_cast<TensorClass>(c)),
-                  cb.first, format_bytes(cb.second).c_str(),
-                  static_cast<unsigned long long>(cb.second));
+    std::printf("  %-16s %8s %10s %14s   %-14s %10s %14s\n", "class", "tensors", "bf16", "bytes",
+                "stored as", "stored", "bytes");
+    auto print_row = [](const char* name, const ClassRow& r) {
+      std::printf("  %-16s %8d %10s %14llu   %-14s %10s %14llu\n", name, r.count,
+                  format_bytes(r.bf16).c_str(), static_cast<unsigned long long>(r.bf16),
+                  r.formats.c_str(), format_bytes(r.stored).c_str(),
+                  static_cast<unsigned long long>(r.stored));
+    };
+    for (const auto& [c, row] : per_class)
+      print_row(tensor_class_name(static_cast<TensorClass>(c)), row);
+    print_row("all", all);
     std::printf("%s", plan.describe().c_str());
     return Status::Ok();
   }

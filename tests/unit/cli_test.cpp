@@ -119,12 +119,34 @@ void expect_one_line_error(const Result& r, int code, const std::string& what,
 TEST_F(Cli, HelpListsEveryOption) {
   Result r = run("--help");
   EXPECT_EQ(r.code, 0);
-  for (const char* flag : {"--model DIR", "--inspect", "--mode MODE", "--max-tokens N",
-                           "--gpu-mem SIZE", "--device cuda|cpu", "-v", "--help", "--image PATH",
-                           "--task TASK", "--prompt TEXT", "--ref TEXT", "--max-crops N",
-                           "--ngram N", "--prompt-ids IDS", "--teacher-force IDS", "--dump FILE",
-                           "--pixels-from-golden CASE", "--out DIR", "--format F",
-                           "--images-from FILE"})
+  for (const char* flag : {"--model DIR",
+                           "--inspect",
+                           "--mode MODE",
+                           "--max-tokens N",
+                           "--gpu-mem SIZE",
+                           "--device cuda|cpu",
+                           "-v",
+                           "--help",
+                           "--image PATH",
+                           "--task TASK",
+                           "--prompt TEXT",
+                           "--ref TEXT",
+                           "--max-crops N",
+                           "--ngram N",
+                           "--prompt-ids IDS",
+                           "--teacher-force IDS",
+                           "--dump FILE",
+                           "--pixels-from-golden CASE",
+                           "--out DIR",
+                           "--format F",
+                           "--images-from FILE",
+                           "--quant P",
+                           "--quant-experts F",
+                           "--quant-dense F",
+                           "--quant-attn F",
+                           "--quant-vision F",
+                           "--quant-lm-head F",
+                           "--quant-group N"})
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag << " missing from:\n" << r.out;
   EXPECT_EQ(r.out.find("not yet implemented"), std::string::npos);
   EXPECT_TRUE(r.err.empty());
@@ -158,6 +180,28 @@ TEST_F(Cli, UsageErrorsExitTwo) {
   expect_one_line_error(run("--model x --prompt-ids 1,,2"), 2, "--prompt-ids");
   expect_one_line_error(run("--model x --prompt-ids 1 --dump d --device cpu"), 2,
                         "exactly one --image or --pixels-from-golden");
+  // Quantization: bad values, and a policy with no kernels behind it yet (only --inspect plans
+  // with one; pages, the golden interface and loading must not silently run BF16).
+  expect_one_line_error(
+      run("--model x --quant fp8"), 2,
+      "--quant: quantization policy 'fp8' unknown; use bf16, int8, int4 or mixed");
+  expect_one_line_error(run("--model x --quant"), 2, "--quant needs a value");
+  expect_one_line_error(run("--model x --quant-attn int2"), 2,
+                        "--quant-attn: weight format 'int2' unknown; use bf16, int8 or int4");
+  expect_one_line_error(run("--model x --quant-experts=mixed"), 2, "--quant-experts: ");
+  expect_one_line_error(run("--model x --quant-group 32"), 2, "--quant-group: int4 group 32");
+  expect_one_line_error(run("--model x --quant-group x"), 2, "--quant-group 'x'");
+  const char* not_yet = "the quantized kernels are not in this version yet";
+  expect_one_line_error(run("--model x --quant mixed --device cpu --image a.png"), 2, not_yet);
+  expect_one_line_error(run("--model x --quant-experts int4 --device cpu --image a.png"), 2,
+                        "quantized weights (routed_expert int4 (group 128); the rest bf16)");
+  expect_one_line_error(run("--model x --quant int8 --prompt-ids 1 --dump d --image a.png"), 2,
+                        not_yet);
+  expect_one_line_error(run("--model x --quant int4"), 2, not_yet);  // plan + load on cuda
+  // Overrides that bring everything back to BF16 are plain BF16 (refused for other reasons).
+  expect_one_line_error(run("--model x --quant int8 --quant-experts bf16 --quant-attn bf16 "
+                            "--quant-dense bf16 --device cpu"),
+                        2, "nothing to do");
   // Tiny mode leaves more room: 8192 - 138 new tokens is the limit there.
   expect_one_line_error(run("--model x --mode tiny --max-tokens 8055"), 2, "at most 8054");
 }
@@ -207,6 +251,56 @@ TEST_F(Cli, InspectPrintsCheckpointAndPlan) {
   Result big = run("--model '" + dir.string() + "' --inspect --device cpu --gpu-mem 80G");
   EXPECT_EQ(big.code, 0) << big.err;
   EXPECT_NE(big.out.find("--gpu-mem 80G"), std::string::npos) << big.out;
+  // BF16 by default: the stored column equals the checkpoint's.
+  for (const char* want : {"weights: --quant bf16: all bf16", "stored as",
+                           "(6672215552 bytes)"})  // all weights: the tensors + 3 kB of alignment
+    EXPECT_NE(r.out.find(want), std::string::npos) << want << " missing from:\n" << r.out;
+}
+
+// The words of the first line of `out` that starts with "  <first> ", joined by single spaces.
+std::string table_row(const std::string& out, const std::string& first) {
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::string w, row;
+    if (!(words >> w) || w != first || line.rfind("  " + first + " ", 0) != 0) continue;
+    row = w;
+    while (words >> w) row += " " + w;
+    return row;
+  }
+  return "";
+}
+
+// --inspect under a quantization policy: bytes per class as stored, beside the BF16 bytes, and
+// the plan with quantized weight slots (runtime/planner_test.cpp checks the arithmetic).
+TEST_F(Cli, InspectQuantizedPlan) {
+  const fs::path dir = full_checkpoint();
+  const std::string inspect = "--model '" + dir.string() + "' --inspect --device cpu ";
+  Result r = run(inspect + "--quant mixed");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(r.err.empty()) << r.err;
+  for (const char* want :
+       {"weights: --quant mixed: routed_expert int4 (group 128); attn, dense_mlp, shared_expert "
+        "int8; the rest bf16",
+        "weights.routed_expert", "(2896373248 bytes)"})  // all weights, mixed: 2.90 GB
+    EXPECT_NE(r.out.find(want), std::string::npos) << want << " missing from:\n" << r.out;
+  // class, tensors, BF16 size and bytes, stored as, stored size and bytes (values + scales).
+  // Routed experts: 2112 matrices of 573,440 B of nibbles + 17,920 B of scales.
+  EXPECT_EQ(table_row(r.out, "routed_expert"),
+            "routed_expert 2112 4.84 GB 4844421120 int4 g128 1.25 GB 1248952320");
+  EXPECT_EQ(table_row(r.out, "attn"), "attn 48 157 MB 157286400 int8 78.8 MB 78766080");
+  EXPECT_EQ(table_row(r.out, "router"), "router 11 1.80 MB 1802240 bf16 1.80 MB 1802240");
+  EXPECT_EQ(table_row(r.out, "all"), "all 2710 6.67 GB 6672212480 2.90 GB 2896369920");
+  // Overrides and the group, in any order around --quant.
+  Result o = run(inspect + "--quant-lm-head int8 --quant int4 --quant-group 64");
+  ASSERT_EQ(o.code, 0) << o.err;
+  for (const char* want : {"lm_head int8", "int4 (group 64)"})
+    EXPECT_NE(o.out.find(want), std::string::npos) << want << " missing from:\n" << o.out;
+  EXPECT_EQ(table_row(o.out, "lm_head"),
+            "lm_head 1 331 MB 330956800 int8 166 MB 165736960");  // 129280 x (1280 + 2)
+  EXPECT_EQ(table_row(o.out, "dense_mlp"),
+            "dense_mlp 3 52.6 MB 52592640 int4 g64 14.0 MB 13969920");
+  EXPECT_EQ(o.out.find("int4 g128"), std::string::npos) << o.out;
 }
 
 // Pages and the golden interface on a checkpoint whose weights are all zero (a sparse file):

@@ -297,7 +297,7 @@ TEST(Planner, OfficialSchemaPlan) {
   std::vector<WeightEntry> weights;
   uint64_t sum = 0;
   for (const TensorSpec& s : checkpoint_schema(cfg)) {
-    weights.push_back({s.name, static_cast<uint64_t>(s.numel()) * dtype_size(s.dtype), s.cls});
+    weights.push_back(weight_entry(s, static_cast<uint64_t>(s.numel()) * dtype_size(s.dtype)));
     sum += weights.back().nbytes;
   }
   EXPECT_EQ(weights.size(), 2710u);
@@ -318,6 +318,148 @@ TEST(Planner, OfficialSchemaPlan) {
   for (const Region& r : p->regions) EXPECT_NE(d.find(r.name), std::string::npos) << d;
   EXPECT_NE(d.find("total"), std::string::npos);
   EXPECT_NE(d.find(std::to_string(p->total)), std::string::npos) << d;
+}
+
+// The official checkpoint's weight entries (2710 tensors, BF16).
+std::vector<WeightEntry> official_weights() {
+  std::vector<WeightEntry> w;
+  for (const TensorSpec& s : checkpoint_schema(ModelConfig{}))
+    w.push_back(weight_entry(s, static_cast<uint64_t>(s.numel()) * 2));
+  return w;
+}
+
+QuantPolicy quant(const char* name, int group = 128) {
+  Expected<QuantPolicy> p = parse_quant_policy(name);
+  EXPECT_TRUE(p.ok()) << p.message();
+  EXPECT_TRUE(set_quant_group(*p, group).ok());
+  return *p;
+}
+
+// Weight regions of the Gundam plan under each policy, from the formula (kernels/quant.h):
+// INT8 [n, k] = n·k + 2n bytes, INT4 = n·k/2 + 2n·k/G, each slot rounded up to 256 B. Decoder
+// linear classes, BF16 -> INT8 -> INT4 g128:
+//   attn    48 x [1280,1280]                         157,286,400 ->    78,766,080 ->    40,550,400
+//   dense   2 x [6848,1280] + [1280,6848] (g64)       52,592,640 ->    26,326,528 ->    13,696,000
+//   shared  11 x (2 x [1792,1280] + [1280,1792])     151,388,160 ->    75,801,088 ->    39,029,760
+//   routed  704 x (2 x [896,1280] + [1280,896])    4,844,421,120 -> 2,426,535,936 -> 1,248,952,320
+//           (an expert matrix: 573,440 B of nibbles + 17,920 B of scales = 591,360 = 2310 x 256)
+// Everything else (embed, lm_head, vision, norms, router: 1,466,524,160 B of tensors + 3,072 B of
+// padding) keeps its BF16 region. mixed: INT4 routed + INT8 the rest = 1,429,846,016 B of decoder
+// linears, so the weights fall from 6.67 GB to 2.90 GB (2,896,373,248 B).
+TEST(PlannerQuant, GundamWeightsPerPolicy) {
+  const ModelConfig cfg;
+  const std::vector<WeightEntry> weights = official_weights();
+  struct Case {
+    const char* policy;
+    int group;
+    uint64_t attn, dense, shared, routed;
+  };
+  const Case cases[] = {
+      {"bf16", 128, 157286400, 52592640, 151388160, 4844421120},
+      {"int8", 128, 78766080, 26326528, 75801088, 2426535936},
+      {"int4", 128, 40550400, 13696000, 39029760, 1248952320},
+      {"int4", 64, 41779200, 13969920, 40212480, 1286799360},
+      {"mixed", 128, 78766080, 26326528, 75801088, 1248952320},
+      {"mixed", 64, 78766080, 26326528, 75801088, 1286799360},
+  };
+  Expected<MemoryPlan> bf16 = plan_memory(cfg, weights, no_gpu());
+  ASSERT_TRUE(bf16.ok()) << bf16.message();
+  const uint64_t bf16_weights = bf16->kind_bytes(RegionKind::kWeights);
+  // The BF16 plan: the checkpoint's 6,672,212,480 bytes + 3,072 B of 256-alignment padding
+  // (1-D tensors of odd sizes in the vision classes).
+  EXPECT_EQ(bf16_weights, 6672212480ull + 3072);
+  auto region = [](const MemoryPlan& p, TensorClass c) {
+    const Region* r = p.find_region(std::string("weights.") + tensor_class_name(c));
+    return r ? r->bytes : 0;
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(strfmt("%s group %d", c.policy, c.group));
+    PlanOptions o = no_gpu();
+    o.quant = quant(c.policy, c.group);
+    Expected<MemoryPlan> p = plan_memory(cfg, weights, o);
+    ASSERT_TRUE(p.ok()) << p.message();
+    EXPECT_EQ(region(*p, TensorClass::kAttn), c.attn);
+    EXPECT_EQ(region(*p, TensorClass::kDenseMlp), c.dense);
+    EXPECT_EQ(region(*p, TensorClass::kSharedExpert), c.shared);
+    EXPECT_EQ(region(*p, TensorClass::kRoutedExpert), c.routed);
+    for (TensorClass k :
+         {TensorClass::kSam, TensorClass::kClip, TensorClass::kProjector, TensorClass::kEmbed,
+          TensorClass::kLmHead, TensorClass::kNorm, TensorClass::kRouter})
+      EXPECT_EQ(region(*p, k), region(*bf16, k)) << tensor_class_name(k);
+    const uint64_t decoder = c.attn + c.dense + c.shared + c.routed;
+    EXPECT_EQ(p->kind_bytes(RegionKind::kWeights), 1466524160ull + 3072 + decoder);
+    // Activations, KV cache and sampling do not depend on the weights' format.
+    EXPECT_EQ(p->total - p->kind_bytes(RegionKind::kWeights),
+              bf16->total - bf16->kind_bytes(RegionKind::kWeights));
+    // Slots: the policy's format, sized by the formula, inside their region.
+    for (size_t i = 0; i < weights.size(); ++i) {
+      const TensorSlot& t = p->tensors[i];
+      ASSERT_EQ(t.name, weights[i].name);
+      EXPECT_EQ(t.stored, stored_format(o.quant, weights[i].cls, weights[i].out, weights[i].in));
+      EXPECT_EQ(t.nbytes, stored_bytes(t.stored, weights[i].out, weights[i].in, weights[i].nbytes));
+      EXPECT_LE(t.offset + t.nbytes, p->regions[t.region].bytes) << t.name;
+    }
+  }
+  // The mixed Gundam figure of the README: 2.90 GB of weights.
+  PlanOptions o = no_gpu();
+  o.quant = quant("mixed");
+  Expected<MemoryPlan> mixed = plan_memory(cfg, weights, o);
+  ASSERT_TRUE(mixed.ok());
+  EXPECT_EQ(mixed->kind_bytes(RegionKind::kWeights), 2896373248ull);
+  EXPECT_EQ(format_bytes(mixed->kind_bytes(RegionKind::kWeights)), "2.90 GB");
+  // Per tensor: layer 0's down_proj takes group 64 under int4; the router never changes.
+  o.quant = quant("int4");
+  Expected<MemoryPlan> int4 = plan_memory(cfg, weights, o);
+  ASSERT_TRUE(int4.ok());
+  EXPECT_EQ(int4->find_tensor("model.layers.0.mlp.down_proj.weight")->stored,
+            (StoredFormat{WeightFormat::kInt4, 64}));
+  EXPECT_EQ(int4->find_tensor("model.layers.0.mlp.up_proj.weight")->stored,
+            (StoredFormat{WeightFormat::kInt4, 128}));
+  EXPECT_EQ(int4->find_tensor("model.layers.3.mlp.gate.weight")->stored, StoredFormat{});
+  EXPECT_NE(int4->find_region("weights.dense_mlp")->note.find("3 tensors, int4 g128 + int4 g64"),
+            std::string::npos)
+      << int4->find_region("weights.dense_mlp")->note;
+}
+
+// Overrides: lm_head INT8 and vision INT4 (its linear weights only: convolutions, norms, biases,
+// positional tables stay BF16).
+TEST(PlannerQuant, OverridesAndDescribe) {
+  const ModelConfig cfg;
+  const std::vector<WeightEntry> weights = official_weights();
+  PlanOptions o = no_gpu();
+  o.quant = quant("mixed");
+  apply_quant_override(o.quant, QuantOverride::kLmHead, WeightFormat::kInt8);
+  apply_quant_override(o.quant, QuantOverride::kVision, WeightFormat::kInt4);
+  Expected<MemoryPlan> p = plan_memory(cfg, weights, o);
+  ASSERT_TRUE(p.ok()) << p.message();
+  EXPECT_EQ(p->find_region("weights.lm_head")->bytes, 129280ull * 1280 + 129280 * 2);
+  EXPECT_EQ(p->find_tensor("model.sam_model.blocks.0.attn.qkv.weight")->stored,
+            (StoredFormat{WeightFormat::kInt4, 128}));
+  for (const char* bf16 :
+       {"model.sam_model.blocks.0.attn.qkv.bias", "model.sam_model.pos_embed",
+        "model.sam_model.neck.0.weight", "model.sam_model.blocks.2.attn.rel_pos_h",
+        "model.vision_model.embeddings.position_embedding.weight", "model.embed_tokens.weight",
+        "model.norm.weight"})
+    EXPECT_EQ(p->find_tensor(bf16)->stored, StoredFormat{}) << bf16;
+  EXPECT_NE(p->find_region("weights.sam")->note.find("bf16 + int4 g128"), std::string::npos)
+      << p->find_region("weights.sam")->note;
+  const std::string d = p->describe();
+  for (const char* want :
+       {"weights: --quant mixed: sam, clip, projector, routed_expert int4 (group 128); lm_head, "
+        "attn, dense_mlp, shared_expert int8; the rest bf16",
+        "all weights", "all activations", "all kv_cache", "all sampling"})
+    EXPECT_NE(d.find(want), std::string::npos) << want << " missing from\n" << d;
+  EXPECT_NE(d.find(strfmt("(%llu bytes)",
+                          static_cast<unsigned long long>(p->kind_bytes(RegionKind::kWeights)))),
+            std::string::npos)
+      << d;
+  EXPECT_EQ(p->kind_bytes(RegionKind::kWeights) + p->kind_bytes(RegionKind::kActivations) +
+                p->kind_bytes(RegionKind::kKvCache) + p->kind_bytes(RegionKind::kSampling),
+            [&] {
+              uint64_t sum = 0;
+              for (const Region& r : p->regions) sum += r.bytes;
+              return sum;
+            }());
 }
 
 TEST(Planner, WeightEntriesNeedSchemaNames) {

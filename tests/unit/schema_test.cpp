@@ -80,6 +80,37 @@ TEST(Schema, TotalsAndClasses) {
   for (const TensorSpec& s : schema) EXPECT_STRNE(tensor_class_name(s.cls), "?");
 }
 
+// `linear` marks exactly the nn.Linear weights (what quantization may touch): 2-D [out, in],
+// named *.weight; never a bias, norm, embedding table, positional table or convolution.
+TEST(Schema, LinearWeights) {
+  const std::vector<TensorSpec> schema = checkpoint_schema(official_config());
+  std::map<TensorClass, int> count;
+  for (const TensorSpec& s : schema) {
+    if (!s.linear) continue;
+    ++count[s.cls];
+    EXPECT_EQ(s.shape.size(), 2u) << s.name;
+    EXPECT_TRUE(s.name.ends_with(".weight")) << s.name;
+  }
+  EXPECT_EQ(count[TensorClass::kSam], 12 * 4);   // qkv, proj, lin1, lin2
+  EXPECT_EQ(count[TensorClass::kClip], 24 * 4);  // qkv_proj, out_proj, fc1, fc2
+  EXPECT_EQ(count[TensorClass::kProjector], 1);
+  EXPECT_EQ(count[TensorClass::kAttn], 12 * 4);
+  EXPECT_EQ(count[TensorClass::kDenseMlp], 3);
+  EXPECT_EQ(count[TensorClass::kRoutedExpert], 11 * 64 * 3);
+  EXPECT_EQ(count[TensorClass::kSharedExpert], 11 * 3);
+  EXPECT_EQ(count[TensorClass::kRouter], 11);
+  EXPECT_EQ(count[TensorClass::kLmHead], 1);
+  EXPECT_EQ(count[TensorClass::kEmbed], 0);
+  EXPECT_EQ(count[TensorClass::kNorm], 0);
+  for (const TensorSpec& s : schema) {
+    const bool table = s.name.find("pos") != std::string::npos ||
+                       s.name.find("embed") != std::string::npos || s.shape.size() != 2;
+    if (table) {
+      EXPECT_FALSE(s.linear) << s.name;
+    }
+  }
+}
+
 // The list follows the config: a smaller model gives a smaller list, by the same rules.
 TEST(Schema, DerivedFromConfig) {
   ModelConfig cfg = official_config();
