@@ -3,7 +3,8 @@
 //
 //   dsocr-bench kernels [--ctx 282,912,2048] [--filter REGEX] [--json FILE]
 //       every decoder kernel at the model's shapes (random weights): batch-1 decode step kernels
-//       (attention at the last --ctx) and prefill kernels per --ctx; median and p10..p90 per
+//       (attention at the last --ctx) and prefill kernels per --ctx, and the encoder's GEMMs,
+//       attention and LayerNorm for a 1024² view and six 640² tiles; median and p10..p90 per
 //       launch (graph of 16 launches, inputs rotated past 3x L2, 25 samples), GB/s and TFLOP/s
 //       against the copy bandwidth and cuBLASLt BF16 GEMM peak measured in the same run, and the
 //       sum of the decode step's kernels (launches per step x median).
@@ -44,7 +45,9 @@
 #include "kernels/ngram.h"
 #include "kernels/prefill_attention.h"
 #include "kernels/rmsnorm.h"
+#include "kernels/layernorm.h"
 #include "kernels/rope.h"
+#include "kernels/vision_attention.h"
 #include "loader/image.h"
 #include "runtime/cuda_check.h"
 #include "runtime/engine.h"
@@ -516,6 +519,52 @@ Status run_kernels(const Args& a) {
                                           static_cast<int>(d), static_cast<int>(E),
                                           static_cast<int>(K), static_cast<int>(mi),
                                           static_cast<int>(si), s);
+                     }});
+  }
+  // The encoder's kernels for one 1024² view (SAM grid 64, windows padded to 70 = 25 windows of
+  // 14², CLIP 257 tokens) and a batch of six 640² tiles (grid 40, 9 windows each).
+  {
+    const SamConfig& sc = c.sam;
+    const ClipConfig& cc = c.clip;
+    const int hd = sc.dim / sc.n_heads;
+    auto vgemm = [&](const std::string& what, int64_t m, int64_t n, int64_t k) {
+      cases.push_back({"vision.gemm " + what, 0, (static_cast<double>(m) * k + n * k + m * n) * 2,
+                       2.0 * m * n * k, [=](int, cudaStream_t s) {
+                         GemmArgs g;
+                         g.m = m, g.n = n, g.k = k;
+                         g.a = x->as<uint16_t>(), g.lda = k, g.w = wbig->as<uint16_t>(), g.ldw = k;
+                         g.bias = wbig->as<uint16_t>(), g.out = y->as<uint16_t>(), g.ldo = n;
+                         return gemm->run(g, s) == CUBLAS_STATUS_SUCCESS ? cudaSuccess
+                                                                          : cudaErrorUnknown;
+                       }});
+    };
+    vgemm("SAM qkv 4096x2304x768", 4096, 3 * sc.dim, sc.dim);
+    vgemm("SAM lin1 4096x3072x768", 4096, sc.mlp_dim, sc.dim);
+    vgemm("SAM lin2 4096x768x3072", 4096, sc.dim, sc.mlp_dim);
+    vgemm("CLIP qkv 257x3072x1024", 257, 3 * cc.dim, cc.dim);
+    vgemm("CLIP fc1 257x4096x1024", 257, cc.mlp_dim, cc.dim);
+    vgemm("projector 256x1280x2048", 256, c.proj_out, c.proj_in);
+    const float* rel = floats(std::vector<float>(static_cast<size_t>(2 * 80 - 1) * hd, 0.01f));
+    auto vattn = [&](const std::string& what, int64_t n_seq, int64_t tokens, int64_t gh,
+                     int64_t gw, int heads, bool bias) {
+      const double f = 4.0 * n_seq * heads * static_cast<double>(tokens) * tokens * hd;
+      cases.push_back({"vision.attention " + what, 0, n_seq * tokens * heads * hd * 2.0 * 4, f,
+                       [=](int, cudaStream_t s) {
+                         return vision_attention(x->as<uint16_t>(), bias ? rel : nullptr,
+                                                 bias ? rel : nullptr, y->as<uint16_t>(), n_seq,
+                                                 tokens, bias ? gh : 0, bias ? gw : 0, heads, hd,
+                                                 s);
+                       }});
+    };
+    vattn("SAM global 64x64", 1, 4096, 64, 64, sc.n_heads, true);
+    vattn("SAM 25 windows 14x14", 25, 196, 14, 14, sc.n_heads, true);
+    vattn("SAM global 40x40 x6 tiles", 6, 1600, 40, 40, sc.n_heads, true);
+    vattn("SAM 54 windows (6 tiles)", 54, 196, 14, 14, sc.n_heads, true);
+    vattn("CLIP 257 tokens", 1, 257, 0, 0, cc.n_heads, false);
+    cases.push_back({"vision.layernorm 4096x768", 0, 4096 * 768 * 4.0, 0, [=](int, cudaStream_t s) {
+                       return layernorm(x->as<uint16_t>(), sc.dim, wbig->as<uint16_t>(),
+                                        wbig->as<uint16_t>(), y->as<uint16_t>(), sc.dim, 4096,
+                                        sc.dim, sc.ln_eps, s);
                      }});
   }
   for (const auto& b : keep)
