@@ -11,30 +11,14 @@
 set -u
 B=${1:-build-gpu}
 OUT=${OUT:-$PWD/out}
-mkdir -p "$OUT"
 LOG=$OUT/foundation.log
 SUM=$OUT/summary.txt
-: >"$LOG"
-: >"$SUM"
+source "$(dirname "$0")/device_lib.sh"
 
-note() { echo "$*" | tee -a "$SUM" >>"$LOG"; }
-# step NAME TIMEOUT CMD...: run, append output to the log, one summary line with rc and seconds.
-step() {
-  local name=$1 limit=$2
-  shift 2
-  echo "=== $name: $*" >>"$LOG"
-  local t0 t1 rc
-  t0=$(date +%s.%N)
-  timeout "$limit" "$@" >>"$LOG" 2>&1
-  rc=$?
-  t1=$(date +%s.%N)
-  note "$(awk -v n="$name" -v r="$rc" -v a="$t0" -v b="$t1" 'BEGIN { printf "%-28s rc=%-3s %7.1f s", n, r, b - a }')"
-  return $rc
-}
 drop_caches() {
   sync
   if echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then echo "(page cache dropped)" >>"$LOG"
-  else note "cannot drop the page cache: the next 'cold' number is warm"; fi
+  else say "cannot drop the page cache: the next 'cold' number is warm"; fi
 }
 
 # The build dir holds absolute paths of the machine it was built on (ctest files, the test
@@ -51,8 +35,8 @@ fi
   uname -a; nproc; free -g; df -h /tmp "$PWD"; findmnt -T /tmp; findmnt -T "$PWD"
   lsblk -o NAME,SIZE,ROTA,TYPE,MOUNTPOINT 2>/dev/null
 } >>"$LOG" 2>&1
-note "gpu: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader)"
-note "pcie: $(nvidia-smi --query-gpu=pcie.link.gen.current,pcie.link.width.current --format=csv,noheader)"
+say "gpu: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader)"
+say "pcie: $(nvidia-smi --query-gpu=pcie.link.gen.current,pcie.link.width.current --format=csv,noheader)"
 
 # gtest_discover_tests' files include CMake's GoogleTestAddTests.cmake from the building machine's
 # CMake; when this machine's CMake lives elsewhere, put the copy carried in $B/_shim there.
@@ -87,7 +71,7 @@ done
 # 2. SYNTH-1 on a real disk (not tmpfs, where "disk" would be memory).
 SYN=/tmp/synth1
 if [ "$(findmnt -n -o FSTYPE -T /tmp)" = tmpfs ]; then SYN=$PWD/.synth/synth1; fi
-note "synth dir: $SYN ($(findmnt -n -o FSTYPE,SOURCE -T "$(dirname "$SYN")" 2>/dev/null))"
+say "synth dir: $SYN ($(findmnt -n -o FSTYPE,SOURCE -T "$(dirname "$SYN")" 2>/dev/null))"
 mkdir -p "$(dirname "$SYN")"
 step synth 400 "$B/bin/dsocr-synth" --seed 1 --out "$SYN"
 F=$SYN/model-00001-of-000001.safetensors

@@ -12,27 +12,12 @@
 set -u
 B=${1:-build-gdec-carry}
 OUT=${OUT:-$PWD/out}
-mkdir -p "$OUT"
 LOG=$OUT/gdec.log
 SUM=$OUT/summary.txt
-: >"$LOG"
-: >"$SUM"
+source "$(dirname "$0")/device_lib.sh"
 export LD_LIBRARY_PATH="$PWD/$B/lib:/usr/local/cuda/lib64:/usr/local/cuda/lib:${LD_LIBRARY_PATH:-}"
 export DSOCR_TEST_VERBOSE=1
 
-note() { echo "$*" | tee -a "$SUM" >>"$LOG"; }
-step() {  # step NAME TIMEOUT CMD...: output appended to the log, one summary line (rc, seconds)
-  local name=$1 limit=$2
-  shift 2
-  echo "=== $name: $*" >>"$LOG"
-  local t0 t1 rc
-  t0=$(date +%s.%N)
-  timeout "$limit" "$@" >>"$LOG" 2>&1
-  rc=$?
-  t1=$(date +%s.%N)
-  note "$(awk -v n="$name" -v r="$rc" -v a="$t0" -v b="$t1" 'BEGIN { printf "%-34s rc=%-3s %6.1f s", n, r, b - a }')"
-  return $rc
-}
 
 {
   echo "=== machine"
@@ -41,7 +26,7 @@ step() {  # step NAME TIMEOUT CMD...: output appended to the log, one summary li
   nvcc --version 2>/dev/null | tail -2
   ldd "$B/bench/dsocr_microbench"
 } >>"$LOG" 2>&1
-note "gpu: $(nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader)"
+say "gpu: $(nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader)"
 
 TESTS="gemv rmsnorm rope decode_attention argmax moe_decode"
 # 1. Tests (error figures printed per case).
@@ -75,8 +60,8 @@ for m in "$B"/_mut/*; do
   rc=$?
   cat "$OUT/mut.log" >>"$LOG"
   failed=$(grep -m1 -E "^\[  FAILED  \] [A-Za-z]+\.[A-Za-z0-9]+ \(" "$OUT/mut.log" | awk '{print $4}')
-  if [ $rc -ne 0 ]; then note "mutant ${name#*__}: killed (rc=$rc) by $failed"
-  else note "mutant ${name#*__}: SURVIVED"; fi
+  if [ $rc -ne 0 ]; then say "mutant ${name#*__}: killed (rc=$rc) by $failed"
+  else say "mutant ${name#*__}: SURVIVED"; fi
 done
 rm -f "$OUT/mut.log"
 

@@ -1,12 +1,15 @@
-# Shared by the bench/device_*.sh scripts (sourced): a log under $OUT and a step runner.
-#   LOG=$OUT/x.log; source bench/device_lib.sh
-#   run NAME TIMEOUT CMD...   runs CMD with a time limit, appends its output to $LOG, prints one
-#                             line: name, exit code, seconds, and the step's gtest / sanitizer verdict
+# Shared by the bench/device_*.sh scripts (sourced after setting LOG, and SUM if wanted):
+#   LOG=$OUT/x.log; [SUM=$OUT/summary.txt]; source bench/device_lib.sh
+#   say TEXT                 one summary line: stdout, $LOG and $SUM
+#   step NAME TIMEOUT CMD... runs CMD with a time limit, appends its output to $LOG, says one line
+#                            (name, exit code, seconds, the step's gtest / sanitizer verdict) and
+#                            returns CMD's exit code
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
 : >"$LOG"
-say() { echo "$*" | tee -a "$LOG"; }
-run() {
+[ -n "${SUM:-}" ] && : >"$SUM"
+say() { echo "$*" | tee -a "$LOG" ${SUM:+"$SUM"}; }
+step() {
   local name=$1 limit=$2; shift 2
   echo "=== $name: $*" >>"$LOG"
   local t0
@@ -14,4 +17,5 @@ run() {
   timeout "$limit" "$@" >>"$LOG" 2>&1
   local rc=$?
   say "$(printf '%-36s rc=%-3s %8.1fs  ' "$name" "$rc" "$(( ($(date +%s%N) - t0) / 1000000 ))e-3")$(sed -n "/^=== $name:/,\$p" "$LOG" | grep -hE '^\[  (PASSED|FAILED)  \]|ERROR SUMMARY' | tail -1)"
+  return $rc
 }

@@ -12,17 +12,17 @@ LOG=$OUT/results.log
 source "$(dirname "$0")/device_lib.sh"
 export PYTHONUNBUFFERED=1
 say "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
-run synth 300 "$D/bin/dsocr-synth" --seed 1 --out /tmp/synth1 --force
+step synth 300 "$D/bin/dsocr-synth" --seed 1 --out /tmp/synth1 --force
 reps=5; tokens=128
 [ "$QUICK" = --quick ] && reps=2 && tokens=32
-run kernels 400 "$D/bin/dsocr-bench" kernels --json "$OUT/kernels.json"
-run decode 400 "$D/bin/dsocr-bench" decode --model /tmp/synth1 --reps $reps --tokens $tokens \
+step kernels 400 "$D/bin/dsocr-bench" kernels --json "$OUT/kernels.json"
+step decode 400 "$D/bin/dsocr-bench" decode --model /tmp/synth1 --reps $reps --tokens $tokens \
   --json "$OUT/decode.json"
-run e2e 500 "$D/bin/dsocr-bench" e2e --model /tmp/synth1 --reps $reps --tokens $tokens \
+step e2e 500 "$D/bin/dsocr-bench" e2e --model /tmp/synth1 --reps $reps --tokens $tokens \
   --json "$OUT/e2e.json"
-run torch_decoder 500 python3 "$D/scripts/torch_decoder_baseline.py" ${QUICK:+--quick} \
+step torch_decoder 500 python3 "$D/scripts/torch_decoder_baseline.py" ${QUICK:+--quick} \
   --json "$OUT/torch_decoder.json"
-run torch_vision 500 python3 "$D/scripts/torch_vision_baseline.py" --compile none ${QUICK:+--quick} \
+step torch_vision 500 python3 "$D/scripts/torch_vision_baseline.py" --compile none ${QUICK:+--quick} \
   --json "$OUT/torch_vision.json"
 python3 - "$OUT/torch_decoder.json" "$OUT/torch_vision.json" "$OUT/torch.json" <<'PY'
 import json, sys
@@ -34,7 +34,7 @@ for p in sys.argv[1:3]:
         pass
 json.dump({"results": res}, open(sys.argv[3], "w"), indent=1)
 PY
-run compare 60 "$D/bin/dsocr-bench" compare --baseline "$OUT/torch.json" \
+step compare 60 "$D/bin/dsocr-bench" compare --baseline "$OUT/torch.json" \
   --ours "$OUT/decode.json" --ours "$OUT/e2e.json"
 for step in kernels decode e2e compare; do
   sed -n "/^=== $step:/,/^===/p" "$LOG" | grep -vE "^===" > "$OUT/$step.txt"
