@@ -28,6 +28,7 @@
 #include "kernels/moe.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
+#include "runtime/kernel_timer.h"
 
 namespace {
 
@@ -83,16 +84,9 @@ void fill_bf16(const Dev& d, uint32_t seed) {
   fill_bf16_kernel<<<1024, 256>>>(d.as<uint16_t>(), d.bytes / 2, seed);
 }
 
-size_t l2_bytes() {
-  int dev = 0, l2 = 0;
-  cudaGetDevice(&dev);
-  cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev);
-  return static_cast<size_t>(l2 > 0 ? l2 : 60 << 20);
-}
-
 // Copies of an input of `bytes` needed so that a copy is re-read only after > 3x L2 of traffic.
 int copies_for(size_t bytes) {
-  return static_cast<int>(std::max<size_t>(2, (3 * l2_bytes()) / std::max<size_t>(bytes, 1) + 2));
+  return static_cast<int>(std::max<size_t>(2, (3 * l2_cache_bytes()) / std::max<size_t>(bytes, 1) + 2));
 }
 
 double median(std::vector<double> v) {
@@ -101,27 +95,12 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// Measured device-to-device copy bandwidth (read + write bytes), GB/s; once per process.
+// Measured device-to-device copy bandwidth (read + write bytes), GB/s; once per process
+// (runtime/kernel_timer.h; 0 if it cannot be measured).
 double copy_gbps() {
   static double gbps = [] {
-    const size_t n = size_t{1} << 30;
-    Dev a(n), b(n);
-    if (!a.p || !b.p) return 0.0;
-    fill_bf16(a, 1);
-    cudaEvent_t e0, e1;
-    cudaEventCreate(&e0), cudaEventCreate(&e1);
-    std::vector<double> t;
-    for (int i = 0; i < 23; ++i) {
-      cudaEventRecord(e0);
-      cudaMemcpyAsync(b.p, a.p, n, cudaMemcpyDeviceToDevice);
-      cudaEventRecord(e1);
-      cudaEventSynchronize(e1);
-      float ms = 0;
-      cudaEventElapsedTime(&ms, e0, e1);
-      if (i >= 3) t.push_back(ms);
-    }
-    cudaEventDestroy(e0), cudaEventDestroy(e1);
-    return 2.0 * n / (median(t) * 1e-3) / 1e9;
+    Expected<double> g = measure_copy_gbps();
+    return g.ok() ? *g : 0.0;
   }();
   return gbps;
 }

@@ -157,6 +157,17 @@ struct GpuDecoder::Impl {
 
   PagedKv layer_kv(int l) const { return kv.layer(l, samp.page_table); }
 
+  // out[T, n] (ld ldo, BF16) = a[T, k] (ld lda) · w[n, k]ᵀ on cuBLASLt (the prefill's linears).
+  Status linear(const uint16_t* a, int64_t lda, const uint16_t* w, int64_t n, int64_t k,
+                uint16_t* out, int64_t ldo, int64_t T) {
+    GemmArgs g;
+    g.m = T, g.n = n, g.k = k;
+    g.a = a, g.lda = lda, g.w = w, g.ldw = k;
+    g.out = out, g.ldo = ldo;
+    DSOCR_CUDA_TRY(gemm.run(g, stream));
+    return Status::Ok();
+  }
+
   // h += the last sublayer's output (one rounding), x = rmsnorm(h) with gain w.
   Status add_norm(const uint16_t* w, int64_t T) {
     const int64_t d = cfg.dim;
@@ -184,13 +195,8 @@ struct GpuDecoder::Impl {
                           stream));
     } else {
       const uint16_t* ws[3] = {L.q, L.k, L.v};
-      for (int i = 0; i < 3; ++i) {
-        GemmArgs g;
-        g.m = T, g.n = d, g.k = d;
-        g.a = work.x, g.lda = d, g.w = ws[i], g.ldw = d;
-        g.out = work.qkv + i * d, g.ldo = 3 * d;
-        DSOCR_CUDA_TRY(gemm.run(g, stream));
-      }
+      for (int i = 0; i < 3; ++i)
+        DSOCR_TRY(linear(work.x, d, ws[i], d, d, work.qkv + i * d, 3 * d, T));
     }
     const PagedKv pkv = layer_kv(l);
     // Decode steps run from a captured graph shared by every sequence: bound the cache write by
@@ -208,11 +214,7 @@ struct GpuDecoder::Impl {
     } else {
       DSOCR_CUDA_TRY(prefill_attention(work.qkv, 3 * d, pkv, pos, static_cast<int>(T), work.attn,
                                        d, cfg.n_heads, cfg.head_dim, scale, stream));
-      GemmArgs g;
-      g.m = T, g.n = d, g.k = d;
-      g.a = work.attn, g.lda = d, g.w = L.o, g.ldw = d;
-      g.out = work.delta16, g.ldo = d;
-      DSOCR_CUDA_TRY(gemm.run(g, stream));
+      DSOCR_TRY(linear(work.attn, d, L.o, d, d, work.delta16, d, T));
       delta_bf16 = true;
     }
     return Status::Ok();
@@ -231,20 +233,11 @@ struct GpuDecoder::Impl {
         delta_bf16 = false;
       } else {
         const uint16_t* gu[2] = {L.dense.gate, L.dense.up};
-        for (int i = 0; i < 2; ++i) {
-          GemmArgs g;
-          g.m = T, g.n = inter, g.k = d;
-          g.a = work.x, g.lda = d, g.w = gu[i], g.ldw = d;
-          g.out = work.mlp + i * inter, g.ldo = 2 * inter;
-          DSOCR_CUDA_TRY(gemm.run(g, stream));
-        }
+        for (int i = 0; i < 2; ++i)
+          DSOCR_TRY(linear(work.x, d, gu[i], inter, d, work.mlp + i * inter, 2 * inter, T));
         DSOCR_CUDA_TRY(silu_mul_bf16(work.mlp, 2 * inter, work.mlp + inter, 2 * inter, work.mlp,
                                      2 * inter, T, inter, stream));
-        GemmArgs g;
-        g.m = T, g.n = d, g.k = inter;
-        g.a = work.mlp, g.lda = 2 * inter, g.w = L.dense.down, g.ldw = inter;
-        g.out = work.delta16, g.ldo = d;
-        DSOCR_CUDA_TRY(gemm.run(g, stream));
+        DSOCR_TRY(linear(work.mlp, 2 * inter, L.dense.down, d, inter, work.delta16, d, T));
         delta_bf16 = true;
       }
       return Status::Ok();

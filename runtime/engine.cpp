@@ -162,12 +162,8 @@ Expected<PageOutput> Engine::run(const Image& image, std::string_view prompt_in,
     DSOCR_TRY(dec.begin(ids, max_new, ban, /*stop_at_eos=*/!impl_->opt.ignore_eos));
     // The encoder writes the image rows (after BOS and the text before <image>) in place.
     const int64_t first = 1 + static_cast<int64_t>(before.size());
-    PageViewsRef ref;
-    ref.global = page.global.data(), ref.S = page.S;
-    ref.tiles = page.n_tiles ? page.tiles.data() : nullptr;
-    ref.w_t = page.grid.w, ref.h_t = page.grid.h;
-    DSOCR_TRY(impl_->gpu->vision().encode_page(ref, dec.input_rows() + first * cfg.dim,
-                                               impl_->gpu->stream()));
+    DSOCR_TRY(impl_->gpu->vision().encode_page(
+        views_ref(page), dec.input_rows() + first * cfg.dim, impl_->gpu->stream()));
     DSOCR_CUDA_TRY(cudaStreamSynchronize(impl_->gpu->stream()));
     lap("vision");
     DSOCR_TRY(dec.prefill());

@@ -59,13 +59,10 @@ std::vector<int64_t> golden_hidden_positions(int64_t T) {
 // are written to the decoder's input rows (no sequence yet) and read back.
 static Expected<PageEmbeds> encode_page_gpu(GpuModel& gm, const PageViews& page) {
   const ModelConfig& cfg = gm.cfg();
-  PageViewsRef ref;
-  ref.global = page.global.data(), ref.S = page.S;
-  ref.tiles = page.n_tiles ? page.tiles.data() : nullptr;
-  ref.w_t = page.grid.w, ref.h_t = page.grid.h;
   VisionTaps gt, tt;
   uint16_t* rows_dev = gm.decoder().input_rows();
-  DSOCR_TRY(gm.vision().encode_page(ref, rows_dev, gm.stream(), &gt, page.n_tiles ? &tt : nullptr));
+  DSOCR_TRY(gm.vision().encode_page(views_ref(page), rows_dev, gm.stream(), &gt,
+                                    page.n_tiles ? &tt : nullptr));
   DSOCR_CUDA_TRY(cudaStreamSynchronize(gm.stream()));
   PageEmbeds pe;
   auto widen = [](const std::vector<uint16_t>& v) {

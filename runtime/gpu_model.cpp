@@ -7,6 +7,14 @@
 
 namespace dsocr {
 
+PageViewsRef views_ref(const PageViews& page) {
+  PageViewsRef ref;
+  ref.global = page.global.data(), ref.S = page.S;
+  ref.tiles = page.n_tiles ? page.tiles.data() : nullptr;
+  ref.w_t = page.grid.w, ref.h_t = page.grid.h;
+  return ref;
+}
+
 GpuModel::~GpuModel() {
   decoder_.reset();
   vision_.reset();

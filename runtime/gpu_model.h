@@ -12,6 +12,7 @@
 #include "loader/config.h"
 #include "loader/safetensors.h"
 #include "loader/status.h"
+#include "runtime/cpu_model.h"  // PageViews
 #include "runtime/decoder_gpu.h"
 #include "runtime/model_weights.h"
 #include "runtime/planner.h"
@@ -20,6 +21,9 @@
 #include "runtime/weights.h"
 
 namespace dsocr {
+
+// A preprocessed page (host pixels) as the GPU encoder takes it.
+PageViewsRef views_ref(const PageViews& page);
 
 class GpuModel {
  public:

@@ -315,6 +315,18 @@ Status run_kernels(const Args& a) {
     cudaMemcpy(b->as<void>(), v.data(), v.size() * 4, cudaMemcpyHostToDevice);
     return b->as<float>();
   };
+  // One MoE layer's pointers: expert e's gate, up, down at 3e, 3e+1, 3e+2 matrices of eb bytes in
+  // the pool; the shared expert's three matrices of shb bytes from `shared`.
+  auto moe_weights = [E](const BenchBuffer* pool, uint64_t eb, uint16_t* shared, uint64_t shb) {
+    MoeDeviceWeights w;
+    for (int e = 0; e < E; ++e)
+      w.experts[e] = MlpWeights{pool->as<uint16_t>(eb * (3 * e)),
+                                pool->as<uint16_t>(eb * (3 * e + 1)),
+                                pool->as<uint16_t>(eb * (3 * e + 2))};
+    const uint64_t sh = shb / 2;  // elements
+    w.shared = MlpWeights{shared, shared + sh, shared + 2 * sh};
+    return w;
+  };
   // Activations (small, L2-resident as in the real step).
   BenchBuffer* x = buf(4096 * 13696 * 2);   // BF16 rows for every input
   BenchBuffer* y = buf(4096 * 13696 * 4);   // outputs (FP32 or BF16)
@@ -381,16 +393,9 @@ Status run_kernels(const Args& a) {
     const int sh_copies = rotation_copies(3 * shb, 8);
     BenchBuffer* shared = buf(shb * 3 * sh_copies);
     BenchBuffer* router = buf(static_cast<uint64_t>(E) * d * 2);
-    std::vector<MoeDeviceWeights> mw(sh_copies);
-    for (int r = 0; r < sh_copies; ++r) {
-      for (int e = 0; e < E; ++e)
-        mw[r].experts[e] = MlpWeights{experts->as<uint16_t>(eb * (3 * e)),
-                                      experts->as<uint16_t>(eb * (3 * e + 1)),
-                                      experts->as<uint16_t>(eb * (3 * e + 2))};
-      mw[r].shared = MlpWeights{shared->as<uint16_t>(shb * (3 * r)),
-                                shared->as<uint16_t>(shb * (3 * r + 1)),
-                                shared->as<uint16_t>(shb * (3 * r + 2))};
-    }
+    std::vector<MoeDeviceWeights> mw;
+    for (int r = 0; r < sh_copies; ++r)
+      mw.push_back(moe_weights(experts, eb, shared->as<uint16_t>(shb * 3 * r), shb));
     constexpr int kRot = 16;
     std::vector<int32_t> ids(kRot * K);
     for (int i = 0; i < kRot; ++i)
@@ -464,22 +469,23 @@ Status run_kernels(const Args& a) {
   auto gemm = std::make_shared<GemmRunner>();
   DSOCR_CUDA_TRY(gemm->init(gws->as<void>(), GemmRunner::kWorkspaceBytes));
   BenchBuffer* wbig = buf(static_cast<uint64_t>(di) * d * 2 * 2);
+  // out[m, n] = x[m, k] · w[n, k]ᵀ (+ bias) on cuBLASLt.
+  auto gemm_case = [&](const std::string& name, int64_t m, int64_t n, int64_t k, bool bias) {
+    cases.push_back({name, 0, (static_cast<double>(m) * k + static_cast<double>(n) * k + m * n) * 2,
+                     2.0 * m * n * k, [=](int, cudaStream_t s) {
+                       GemmArgs g;
+                       g.m = m, g.n = n, g.k = k;
+                       g.a = x->as<uint16_t>(), g.lda = k, g.w = wbig->as<uint16_t>(), g.ldw = k;
+                       g.bias = bias ? wbig->as<uint16_t>() : nullptr;
+                       g.out = y->as<uint16_t>(), g.ldo = n;
+                       return gemm->run(g, s) == CUBLAS_STATUS_SUCCESS ? cudaSuccess
+                                                                        : cudaErrorUnknown;
+                     }});
+  };
   for (int T : a.ctx) {
-    auto gemm_case = [&](const std::string& what, int64_t n, int64_t k) {
-      cases.push_back({strfmt("prefill%d.gemm %s", T, what.c_str()), 0,
-                       (static_cast<double>(T) * k + static_cast<double>(n) * k + T * n) * 2,
-                       2.0 * T * n * k, [=](int, cudaStream_t s) {
-                         GemmArgs g;
-                         g.m = T, g.n = n, g.k = k;
-                         g.a = x->as<uint16_t>(), g.lda = k, g.w = wbig->as<uint16_t>(), g.ldw = k;
-                         g.out = y->as<uint16_t>(), g.ldo = n;
-                         return gemm->run(g, s) == CUBLAS_STATUS_SUCCESS ? cudaSuccess
-                                                                          : cudaErrorUnknown;
-                       }});
-    };
-    gemm_case("1280x1280 (q, k, v, o)", d, d);
-    gemm_case("6848x1280 (dense gate, up)", di, d);
-    gemm_case("1280x6848 (dense down)", d, di);
+    gemm_case(strfmt("prefill%d.gemm 1280x1280 (q, k, v, o)", T), T, d, d, false);
+    gemm_case(strfmt("prefill%d.gemm 6848x1280 (dense gate, up)", T), T, di, d, false);
+    gemm_case(strfmt("prefill%d.gemm 1280x6848 (dense down)", T), T, d, di, false);
     const int64_t pages = (T + kKvPageSize - 1) / kKvPageSize;
     std::vector<int32_t> table(pages);
     for (int64_t p = 0; p < pages; ++p) table[p] = static_cast<int32_t>(p);
@@ -496,14 +502,7 @@ Status run_kernels(const Args& a) {
     // MoE over T tokens with a spread routing (every expert used).
     const uint64_t eb = static_cast<uint64_t>(mi) * d * 2, shb = static_cast<uint64_t>(si) * d * 2;
     BenchBuffer* experts = buf(eb * 3 * E + shb * 3);
-    MoeDeviceWeights mw;
-    for (int e = 0; e < E; ++e)
-      mw.experts[e] = MlpWeights{experts->as<uint16_t>(eb * (3 * e)),
-                                 experts->as<uint16_t>(eb * (3 * e + 1)),
-                                 experts->as<uint16_t>(eb * (3 * e + 2))};
-    const uint64_t sh0 = eb * 3 * E;
-    mw.shared = MlpWeights{experts->as<uint16_t>(sh0), experts->as<uint16_t>(sh0 + shb),
-                           experts->as<uint16_t>(sh0 + 2 * shb)};
+    const MoeDeviceWeights mw = moe_weights(experts, eb, experts->as<uint16_t>(eb * 3 * E), shb);
     std::vector<int32_t> ids(static_cast<size_t>(T) * K);
     for (int t = 0; t < T; ++t)
       for (int k = 0; k < K; ++k) ids[t * K + k] = static_cast<int32_t>((t * 7 + k * 11) % E);
@@ -528,15 +527,7 @@ Status run_kernels(const Args& a) {
     const ClipConfig& cc = c.clip;
     const int hd = sc.dim / sc.n_heads;
     auto vgemm = [&](const std::string& what, int64_t m, int64_t n, int64_t k) {
-      cases.push_back({"vision.gemm " + what, 0, (static_cast<double>(m) * k + n * k + m * n) * 2,
-                       2.0 * m * n * k, [=](int, cudaStream_t s) {
-                         GemmArgs g;
-                         g.m = m, g.n = n, g.k = k;
-                         g.a = x->as<uint16_t>(), g.lda = k, g.w = wbig->as<uint16_t>(), g.ldw = k;
-                         g.bias = wbig->as<uint16_t>(), g.out = y->as<uint16_t>(), g.ldo = n;
-                         return gemm->run(g, s) == CUBLAS_STATUS_SUCCESS ? cudaSuccess
-                                                                          : cudaErrorUnknown;
-                       }});
+      gemm_case("vision.gemm " + what, m, n, k, true);
     };
     vgemm("SAM qkv 4096x2304x768", 4096, 3 * sc.dim, sc.dim);
     vgemm("SAM lin1 4096x3072x768", 4096, sc.mlp_dim, sc.dim);
