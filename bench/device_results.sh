@@ -1,28 +1,31 @@
 #!/usr/bin/env bash
 # The figures of bench/RESULTS.md in one device call (regenerated, not hand-typed): the machine's
 # ceilings, every kernel, batch-1 decode, whole pages per mode, the PyTorch baselines on the same
-# GPU, and the comparison. Inputs carried (bench/build_results_carry.sh): DIR/bin/{dsocr-synth,
-# dsocr-bench} and DIR/scripts/torch_*_baseline.py. Outputs under $OUT: *.json, results.log.
-#   bash bench/device_results.sh .dc-res [--quick]
+# GPU, and the comparison. Input: DIR/carry.tar.xz from bench/build_device_carry.sh (after
+# bench/device_check.sh in the same call it is already unpacked). Outputs under $OUT: *.json,
+# *.txt, results.log.
+#   bash bench/device_results.sh .dc [--quick]
 set -u
-D=${1:-.dc-res}
+D=${1:-.dc}
 QUICK=${2:-}
 OUT=${OUT:-$PWD/out}
 LOG=$OUT/results.log
 source "$(dirname "$0")/device_lib.sh"
 export PYTHONUNBUFFERED=1
 say "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
-step synth 300 "$D/bin/dsocr-synth" --seed 1 --out /tmp/synth1 --force
+W=/tmp/dsocr-carry
+if [ ! -d "$W/bin" ]; then mkdir -p "$W" && tar -C "$W" -xJf "$D/carry.tar.xz" || exit 1; fi
+[ -f /tmp/synth1/config.json ] || step synth 300 "$W/bin/dsocr-synth" --seed 1 --out /tmp/synth1 --force
 reps=5; tokens=128
 [ "$QUICK" = --quick ] && reps=2 && tokens=32
-step kernels 400 "$D/bin/dsocr-bench" kernels --json "$OUT/kernels.json"
-step decode 400 "$D/bin/dsocr-bench" decode --model /tmp/synth1 --reps $reps --tokens $tokens \
+step kernels 400 "$W/bin/dsocr-bench" kernels --json "$OUT/kernels.json"
+step decode 400 "$W/bin/dsocr-bench" decode --model /tmp/synth1 --reps $reps --tokens $tokens \
   --json "$OUT/decode.json"
-step e2e 500 "$D/bin/dsocr-bench" e2e --model /tmp/synth1 --reps $reps --tokens $tokens \
+step e2e 500 "$W/bin/dsocr-bench" e2e --model /tmp/synth1 --reps $reps --tokens $tokens \
   --json "$OUT/e2e.json"
-step torch_decoder 500 python3 "$D/scripts/torch_decoder_baseline.py" ${QUICK:+--quick} \
+step torch_decoder 500 python3 "$W/scripts/torch_decoder_baseline.py" ${QUICK:+--quick} \
   --json "$OUT/torch_decoder.json"
-step torch_vision 500 python3 "$D/scripts/torch_vision_baseline.py" --compile none ${QUICK:+--quick} \
+step torch_vision 500 python3 "$W/scripts/torch_vision_baseline.py" --compile none ${QUICK:+--quick} \
   --json "$OUT/torch_vision.json"
 python3 - "$OUT/torch_decoder.json" "$OUT/torch_vision.json" "$OUT/torch.json" <<'PY'
 import json, sys
@@ -34,7 +37,7 @@ for p in sys.argv[1:3]:
         pass
 json.dump({"results": res}, open(sys.argv[3], "w"), indent=1)
 PY
-step compare 60 "$D/bin/dsocr-bench" compare --baseline "$OUT/torch.json" \
+step compare 60 "$W/bin/dsocr-bench" compare --baseline "$OUT/torch.json" \
   --ours "$OUT/decode.json" --ours "$OUT/e2e.json"
 for step in kernels decode e2e compare; do
   sed -n "/^=== $step:/,/^===/p" "$LOG" | grep -vE "^===" > "$OUT/$step.txt"

@@ -32,10 +32,6 @@ namespace {
 using golden::as_f64;
 using golden::rel_l2;
 
-// A top-2 margin (official BF16 logits) below this is a near-tie: BF16 noise (the README measures
-// up to 0.05 between two passes of the official run) can flip the choice.
-constexpr double kNearTie = 0.125;
-
 GpuModel* shared_model() {
   static std::unique_ptr<GpuModel> model;
   static bool tried = false;
@@ -154,24 +150,10 @@ void run_case(const std::string& name) {
   // Free-running generation (CUDA graph path), continuing the sequence prefilled above.
   auto gen = dec.generate();
   ASSERT_TRUE(gen.ok()) << gen.message();
-  const std::vector<double> bv = as_f64(*gf, "tf_top64_vals");
-  size_t same = 0;
-  while (same < std::min(gen->ids.size(), gold_gen.size()) && gen->ids[same] == gold_gen[same])
-    ++same;
-  // The first step where the official run itself was at a near-tie (its top-2 margin among the
-  // ids the ban allows).
-  std::vector<int32_t> prefix = prompt;
-  const std::vector<double> bi = as_f64(*gf, "tf_top64_ids");
-  size_t tie = static_cast<size_t>(steps);
-  for (int st = 0; st < steps && tie == static_cast<size_t>(steps); ++st) {
-    const std::vector<int32_t> banned = hf_banned_scan(prefix, ngram);
-    const std::set<int32_t> bs(banned.begin(), banned.end());
-    std::vector<double> allowed;
-    for (int k = 0; k < 64 && allowed.size() < 2; ++k)
-      if (!bs.count(static_cast<int32_t>(bi[st * 64 + k]))) allowed.push_back(bv[st * 64 + k]);
-    if (allowed.size() == 2 && allowed[0] - allowed[1] < kNearTie) tie = st;
-    prefix.push_back(gold_gen[st]);
-  }
+  const std::vector<double> bv = as_f64(*gf, "tf_top64_vals"), bi = as_f64(*gf, "tf_top64_ids");
+  const size_t same = golden::same_prefix(std::vector<double>(gen->ids.begin(), gen->ids.end()),
+                                          std::vector<double>(gold_gen.begin(), gold_gen.end()));
+  const size_t tie = golden::official_near_tie(*gf, ngram);
   std::printf("  [%s] free-running ids equal to the official BF16 ids for %zu/%d steps (first "
               "official near-tie at step %zu); %zu tokens in %.2f ms, stop %d\n",
               name.c_str(), same, steps, tie, gen->ids.size(), gen->decode_ms,

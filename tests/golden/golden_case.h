@@ -2,17 +2,20 @@
 // cases.json entry, and the error metrics the golden README uses.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "loader/bf16.h"
 #include "loader/safetensors.h"
+#include "runtime/sampling.h"
 
 namespace dsocr::golden {
 
@@ -58,6 +61,36 @@ inline double rel_l2(const std::vector<double>& a, const std::vector<double>& b,
     den += b[i] * b[i];
   }
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// A top-2 margin (official BF16 logits) below this is a near-tie: BF16 noise (the README measures
+// up to 0.05 between two passes of the official run) can flip the choice.
+constexpr double kNearTie = 0.125;
+
+// The first step where the official BF16 run was itself at a near-tie: its top-2 margin among
+// the ids the no-repeat-ngram ban allows (tf_top64_* of the case, prompt + gen_ids as history).
+// gen.size() when there is none. Free-running ids must match the official ones before it.
+inline size_t official_near_tie(const SafetensorsFile& f, int ngram) {
+  const std::vector<double> bv = as_f64(f, "tf_top64_vals"), bi = as_f64(f, "tf_top64_ids");
+  const std::vector<double> in = as_f64(f, "input_ids"), gen = as_f64(f, "gen_ids");
+  std::vector<int32_t> prefix(in.begin(), in.end());
+  for (size_t st = 0; st < gen.size(); ++st) {
+    const std::vector<int32_t> banned = hf_banned_scan(prefix, ngram);
+    const std::set<int32_t> bs(banned.begin(), banned.end());
+    std::vector<double> allowed;
+    for (size_t k = 0; k < 64 && allowed.size() < 2; ++k)
+      if (!bs.count(static_cast<int32_t>(bi[st * 64 + k]))) allowed.push_back(bv[st * 64 + k]);
+    if (allowed.size() == 2 && allowed[0] - allowed[1] < kNearTie) return st;
+    prefix.push_back(static_cast<int32_t>(gen[st]));
+  }
+  return gen.size();
+}
+
+// Equal leading ids of two sequences.
+inline size_t same_prefix(const std::vector<double>& a, const std::vector<double>& b) {
+  size_t n = 0;
+  while (n < std::min(a.size(), b.size()) && a[n] == b[n]) ++n;
+  return n;
 }
 
 }  // namespace dsocr::golden
