@@ -53,6 +53,7 @@ __global__ void __launch_bounds__(kThreads)
                         int64_t n, int64_t span, const int32_t* __restrict__ banned,
                         const int32_t* __restrict__ n_banned, Cand* __restrict__ part) {
   const int64_t lo = blockIdx.x * span, hi = lo + span < n ? lo + span : n;
+  cuda::pdl_enter();
   // 1. The ban, for the ids this block owns (written before any thread of the block reads them).
   const int nb = n_banned ? *n_banned : 0;
   for (int b = threadIdx.x; b < nb; b += kThreads) {
@@ -79,6 +80,7 @@ __global__ void __launch_bounds__(kThreads)
 
 __global__ void __launch_bounds__(kThreads)
     argmax_pass2_kernel(const Cand* __restrict__ part, int n_part, int32_t* __restrict__ out) {
+  cuda::pdl_enter();
   Cand c{-INFINITY, INT32_MAX};
   for (int b = threadIdx.x; b < n_part; b += kThreads) take(c, part[b].v, part[b].i);
   c = block_best(c);
@@ -111,11 +113,10 @@ cudaError_t argmax_banned(float* logits, int64_t n, const int32_t* banned, const
   int blocks;
   layout(n, &span, &blocks);
   auto* part = static_cast<Cand*>(workspace);
-  argmax_pass1_kernel<<<blocks, kThreads, 0, stream>>>(logits, n, span, banned, n_banned, part);
-  cudaError_t e = cudaGetLastError();
+  const cudaError_t e = cuda::launch(argmax_pass1_kernel, blocks, kThreads, 0, stream, logits, n,
+                                     span, banned, n_banned, part);
   if (e != cudaSuccess) return e;
-  argmax_pass2_kernel<<<1, kThreads, 0, stream>>>(part, blocks, out);
-  return cudaGetLastError();
+  return cuda::launch(argmax_pass2_kernel, 1, kThreads, 0, stream, part, blocks, out);
 }
 
 }  // namespace dsocr

@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include "kernels/launch.cuh"
+
 namespace dsocr::cuda {
 
 constexpr int kWarp = 32;
@@ -91,11 +93,15 @@ __device__ __forceinline__ void load_x8<float>(const float* row, int c, float (&
 // flight; U = 5 covers a 1280-wide row in one pass). Rows with bit r of row_mask clear and tokens
 // with bit t of tok_mask clear are skipped (both masks are warp-uniform, so nothing diverges).
 // acc is not reduced across lanes.
+// kPdl (kernels launched with cuda::launch): the first pass's weight loads are issued before
+// pdl_enter(), so they overlap the previous kernel; x is read after it. A lane with no chunk
+// never waits here: the caller calls pdl_enter() after dot_rows as well.
 // PRECOND: every row pointer and x row 16-byte aligned; rows hold c_end·8 values.
-template <int M, int NW, int U, typename XT>
+template <int M, int NW, int U, typename XT, bool kPdl = false>
 __device__ __forceinline__ void dot_rows(const uint16_t* const (&w)[NW], unsigned row_mask,
                                          const XT* const (&x)[M], unsigned tok_mask, int c_begin,
                                          int c_end, int lane, float (&acc)[M][NW]) {
+  bool waited = !kPdl;
   for (int c0 = c_begin + lane; c0 < c_end; c0 += kWarp * U) {
     uint4 wv[U][NW];
 #pragma unroll
@@ -106,6 +112,7 @@ __device__ __forceinline__ void dot_rows(const uint16_t* const (&w)[NW], unsigne
         wv[u][r] = (c < c_end && ((row_mask >> r) & 1u)) ? ld_stream(w[r] + 8 * c)
                                                          : make_uint4(0u, 0u, 0u, 0u);
     }
+    if (!waited) pdl_enter(), waited = true;
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = c0 + kWarp * u;

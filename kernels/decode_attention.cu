@@ -67,6 +67,7 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ __align__(16) float s_red[G][HD];
 
   const int s = blockIdx.x, h = blockIdx.y;
+  cuda::pdl_enter();
   const Plan pl = plan(pos, max_kv_len, max_splits);
   const int64_t t_begin = s * pl.per_split;
   const int64_t t_end = t_begin + pl.per_split < pl.tiles ? t_begin + pl.per_split : pl.tiles;
@@ -157,6 +158,7 @@ __global__ void __launch_bounds__(kCombineGroups* HD)
   __shared__ float s_o[kCombineGroups][HD];
   __shared__ float s_ML[2];
   const int h = blockIdx.x, tid = threadIdx.x;
+  cuda::pdl_enter();
   const Plan pl = plan(pos, max_kv_len, max_splits);
   const int ns = static_cast<int>((pl.tiles + pl.per_split - 1) / pl.per_split);
   const float* ml = ml_part + 2 * static_cast<int64_t>(h) * max_splits;
@@ -215,13 +217,12 @@ cudaError_t decode_attention(const uint16_t* q, const PagedKv& kv, const int32_t
   const int max_splits = splits_for(max_kv_len);
   auto* o_part = static_cast<float*>(workspace);
   float* ml_part = o_part + static_cast<size_t>(n_heads) * max_splits * head_dim;
-  decode_attn_split_kernel<kHeadDim, kC><<<dim3(max_splits, n_heads), kThreads, 0, stream>>>(
-      q, kv, pos, max_kv_len, o_part, ml_part, max_splits, scale, 0);
-  cudaError_t e = cudaGetLastError();
+  const cudaError_t e =
+      cuda::launch(decode_attn_split_kernel<kHeadDim, kC>, dim3(max_splits, n_heads), kThreads, 0,
+                   stream, q, kv, pos, max_kv_len, o_part, ml_part, max_splits, scale, 0);
   if (e != cudaSuccess) return e;
-  decode_attn_combine_kernel<kHeadDim><<<n_heads, kCombineGroups * kHeadDim, 0, stream>>>(
-      pos, max_kv_len, o_part, ml_part, out, max_splits);
-  return cudaGetLastError();
+  return cuda::launch(decode_attn_combine_kernel<kHeadDim>, n_heads, kCombineGroups * kHeadDim, 0,
+                      stream, pos, max_kv_len, o_part, ml_part, out, max_splits);
 }
 
 }  // namespace dsocr

@@ -105,8 +105,9 @@ __global__ void __launch_bounds__(256)
     c_begin = min(kc, warp * slice);
     c_end = min(kc, c_begin + slice);
   }
-  cuda::dot_rows<M, NW, unroll_for(NW), XT>(rows, row_mask, xr, tok_mask, c_begin, c_end, lane,
-                                            acc);
+  cuda::dot_rows<M, NW, unroll_for(NW), XT, true>(rows, row_mask, xr, tok_mask, c_begin, c_end,
+                                                  lane, acc);
+  cuda::pdl_enter();
 #pragma unroll
   for (int t = 0; t < M; ++t)
 #pragma unroll
@@ -163,6 +164,7 @@ __global__ void __launch_bounds__(kMaxWarps* kWarp)
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp, ks = blockDim.x / kWarp;
   const int g = lane / 4, q = lane % 4;
   const int64_t row0 = static_cast<int64_t>(blockIdx.x) * 16;
+  cuda::pdl_enter();
 
   const uint16_t* wr[NT][2];  // rows g and g + 8 of each tile (clamped to n - 1: not stored)
 #pragma unroll
@@ -261,9 +263,8 @@ cudaError_t launch(const XT* x, int64_t ldx, const GemvWeights& w, int64_t ldw, 
   const int64_t tasks = (n + R - 1) / R;
   const int64_t blocks = ks > 1 ? tasks : (tasks + warps - 1) / warps;
   const int threads = (ks > 1 ? ks : warps) * kWarp;
-  gemv_kernel<M, R, kSwiglu, XT><<<static_cast<unsigned>(blocks), threads, 0, stream>>>(
-      x, ldx, w, ldw, y, ldy, m, n, static_cast<int>(k / 8), ks, ep);
-  return cudaGetLastError();
+  return cuda::launch(gemv_kernel<M, R, kSwiglu, XT>, static_cast<unsigned>(blocks), threads, 0,
+                      stream, x, ldx, w, ldw, y, ldy, m, n, static_cast<int>(k / 8), ks, ep);
 }
 
 template <bool kSwiglu>
@@ -276,9 +277,8 @@ cudaError_t launch_mma(const uint16_t* x, int64_t ldx, const GemvWeights& w, int
   // per block measured better (m = 8, 129280×1280, split 2 / 4 / 8: 82.0 / 81.5 / 87.1 µs).
   if (ks == 0) ks = n >= 32768 ? 4 : std::clamp((nb + U - 1) / U, 1, kMaxWarps);
   const int64_t blocks = (n + 15) / 16;
-  gemv_mma_kernel<U, kSwiglu><<<static_cast<unsigned>(blocks), ks * kWarp, 0, stream>>>(
-      x, ldx, w, ldw, y, ldy, m, n, kc, ep);
-  return cudaGetLastError();
+  return cuda::launch(gemv_mma_kernel<U, kSwiglu>, static_cast<unsigned>(blocks), ks * kWarp, 0,
+                      stream, x, ldx, w, ldw, y, ldy, m, n, kc, ep);
 }
 
 // Runtime m and tuning -> kernel and template instantiation.

@@ -62,7 +62,9 @@ __global__ void __launch_bounds__(kRouterThreads)
   }
   const uint16_t* xr[1] = {x + t * ldx};
   float acc[1][NW] = {};
-  cuda::dot_rows<1, NW, unroll_for(NW), uint16_t>(rows, row_mask, xr, 1u, 0, dim / 8, lane, acc);
+  cuda::dot_rows<1, NW, unroll_for(NW), uint16_t, true>(rows, row_mask, xr, 1u, 0, dim / 8, lane,
+                                                        acc);
+  cuda::pdl_enter();
 #pragma unroll
   for (int r = 0; r < NW; ++r) {
     const float v = cuda::warp_sum(acc[0][r]);
@@ -169,6 +171,7 @@ __global__ void __launch_bounds__(kGateUpWarps* kWarp)
   uint16_t* out[M];
   unsigned tok_mask = 0;
   if (slot < n_routed) {
+    cuda::pdl_enter();  // the routing is the router's output; the shared slices load first
     const WarpRouting rt = load_routing(idx, n_routed, n_experts, lane);
     const int e = expert_of(rt, slot);
     if (e < 0) return;
@@ -216,8 +219,9 @@ __global__ void __launch_bounds__(kGateUpWarps* kWarp)
   for (int t = 0; t < M; ++t)
 #pragma unroll
     for (int r = 0; r < NW; ++r) acc[t][r] = 0.f;
-  cuda::dot_rows<M, NW, unroll_for(NW), uint16_t>(wr, row_mask, xr, tok_mask, 0, dim / 8, lane,
-                                                  acc);
+  cuda::dot_rows<M, NW, unroll_for(NW), uint16_t, true>(wr, row_mask, xr, tok_mask, 0, dim / 8,
+                                                        lane, acc);
+  cuda::pdl_enter();
 #pragma unroll
   for (int t = 0; t < M; ++t)
 #pragma unroll
@@ -245,6 +249,7 @@ __global__ void __launch_bounds__(kDownWarps* kWarp, 2)  // <= 128 registers: 2 
                     int moe_inter, int shared_inter) {
   __shared__ float s_red[kDownWarps][M][R];
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
+  cuda::pdl_enter();
   // Items: the distinct experts in first-slot order, then the shared slices; warp w takes items
   // w, w + kDownWarps, ...
   const WarpRouting rt = load_routing(idx, T * top_k, n_experts, lane);
@@ -382,9 +387,8 @@ cudaError_t launch_gate_up(const uint16_t* x, int64_t ldx, const int32_t* idx,
   constexpr int RP = gate_up_pairs(M);
   const int n_sh = (shared_inter + moe_inter - 1) / moe_inter;
   const dim3 grid((moe_inter + kGateUpWarps * RP - 1) / (kGateUpWarps * RP), T * top_k + n_sh);
-  moe_gate_up_kernel<M, RP><<<grid, kGateUpWarps * kWarp, 0, stream>>>(
-      x, ldx, idx, w, act, act_sh, T, dim, n_experts, top_k, moe_inter, shared_inter);
-  return cudaGetLastError();
+  return cuda::launch(moe_gate_up_kernel<M, RP>, grid, kGateUpWarps * kWarp, 0, stream, x, ldx, idx,
+                      w, act, act_sh, T, dim, n_experts, top_k, moe_inter, shared_inter);
 }
 
 template <int M>
@@ -393,9 +397,9 @@ cudaError_t launch_down(const int32_t* idx, const float* topk_w, const MoeDevice
                         GemvEpilogue ep, int T, int dim, int n_experts, int top_k, int moe_inter,
                         int shared_inter, cudaStream_t stream) {
   constexpr int RD = down_rows(M);
-  moe_down_kernel<M, RD><<<(dim + RD - 1) / RD, kDownWarps * kWarp, 0, stream>>>(
-      idx, topk_w, w, act, act_sh, y, ldy, ep, T, dim, n_experts, top_k, moe_inter, shared_inter);
-  return cudaGetLastError();
+  return cuda::launch(moe_down_kernel<M, RD>, (dim + RD - 1) / RD, kDownWarps * kWarp, 0, stream,
+                      idx, topk_w, w, act, act_sh, y, ldy, ep, T, dim, n_experts, top_k, moe_inter,
+                      shared_inter);
 }
 
 }  // namespace
@@ -407,9 +411,8 @@ cudaError_t moe_router(const uint16_t* x, int64_t ldx, const uint16_t* w_router,
       top_k > kMoeMaxTopK || dim < 8 || dim % 8 || ldx < dim || ldx % 8 || !aligned16(x) ||
       !aligned16(w_router) || !topk_idx || !topk_w)
     return cudaErrorInvalidValue;
-  moe_router_kernel<<<T, kRouterThreads, 0, stream>>>(x, ldx, w_router, probs, topk_idx, topk_w,
-                                                      dim, n_experts, top_k, routed_scale);
-  return cudaGetLastError();
+  return cuda::launch(moe_router_kernel, T, kRouterThreads, 0, stream, x, ldx, w_router, probs,
+                      topk_idx, topk_w, dim, n_experts, top_k, routed_scale);
 }
 
 size_t moe_decode_workspace_bytes(int T, int top_k, int64_t moe_inter, int64_t shared_inter) {

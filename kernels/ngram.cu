@@ -1,6 +1,8 @@
 // The decode step's sampling kernels (kernels/ngram.h): n-gram ban, accept, embedding gather.
 #include "kernels/ngram.h"
 
+#include "kernels/launch.cuh"
+
 namespace dsocr {
 namespace {
 
@@ -17,6 +19,7 @@ __global__ void __launch_bounds__(kBanThreads)
     ngram_ban_kernel(const int32_t* __restrict__ ids, DecodeSeqState* st, NGramBan ban,
                      int32_t* __restrict__ banned) {
   __shared__ int count;
+  cuda::pdl_enter();
   if (threadIdx.x == 0) count = 0;
   __syncthreads();
   const int64_t L = st->len, n = ban.n;
@@ -45,6 +48,7 @@ __global__ void __launch_bounds__(kBanThreads)
 }
 
 __global__ void decode_accept_kernel(int32_t* ids, DecodeSeqState* st) {
+  cuda::pdl_enter();
   DecodeSeqState s = *st;
   if (s.stop != kRunning) return;
   if (s.len >= s.capacity) {
@@ -65,6 +69,7 @@ __global__ void embed_rows_kernel(const int32_t* __restrict__ ids, const uint16_
                                   uint16_t* __restrict__ out, int64_t ldo, int64_t vocab,
                                   int64_t chunks) {
   const int t = blockIdx.x;
+  cuda::pdl_enter();
   const int64_t id = ids[t];
   const bool ok = id >= 0 && id < vocab;
   const uint4* src = reinterpret_cast<const uint4*>(table + (ok ? id : 0) * chunks * 8);
@@ -80,14 +85,12 @@ cudaError_t ngram_ban(const int32_t* ids, DecodeSeqState* st, const NGramBan& ba
   if (!ids || !st || !banned || ban.n < 1 || ban.n_whitelist < 0 || ban.n_whitelist > 4 ||
       (ban.mode == NGramBan::kWindowed && ban.window < 1))
     return cudaErrorInvalidValue;
-  ngram_ban_kernel<<<1, kBanThreads, 0, stream>>>(ids, st, ban, banned);
-  return cudaGetLastError();
+  return cuda::launch(ngram_ban_kernel, 1, kBanThreads, 0, stream, ids, st, ban, banned);
 }
 
 cudaError_t decode_accept(int32_t* ids, DecodeSeqState* st, cudaStream_t stream) {
   if (!ids || !st) return cudaErrorInvalidValue;
-  decode_accept_kernel<<<1, 1, 0, stream>>>(ids, st);
-  return cudaGetLastError();
+  return cuda::launch(decode_accept_kernel, 1, 1, 0, stream, ids, st);
 }
 
 cudaError_t embed_rows(const int32_t* ids, const uint16_t* table, uint16_t* out, int64_t ldo,
@@ -96,8 +99,7 @@ cudaError_t embed_rows(const int32_t* ids, const uint16_t* table, uint16_t* out,
       reinterpret_cast<uintptr_t>(table) % 16 || reinterpret_cast<uintptr_t>(out) % 16)
     return cudaErrorInvalidValue;
   if (T == 0) return cudaSuccess;
-  embed_rows_kernel<<<T, 160, 0, stream>>>(ids, table, out, ldo, vocab, dim / 8);
-  return cudaGetLastError();
+  return cuda::launch(embed_rows_kernel, T, 160, 0, stream, ids, table, out, ldo, vocab, dim / 8);
 }
 
 }  // namespace dsocr

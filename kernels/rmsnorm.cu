@@ -49,6 +49,7 @@ __global__ void __launch_bounds__(kThreads)
                    int64_t ldy, int dim, float eps) {
   __shared__ float s_part[kThreads / kWarp];
   const int row = blockIdx.x, tid = threadIdx.x;
+  cuda::pdl_enter();
   const int nc = dim / 8;
   HT* xr = x + row * ldx;
   float v[kMaxChunks][8];
@@ -106,9 +107,8 @@ cudaError_t add_rmsnorm_any(HT* h, int64_t ldh, const DT* delta, int64_t ld_delt
                             cudaStream_t stream) {
   if (bad_shape(h, ldh, w, y, ldy, T, dim) || ld_delta < dim || ld_delta % 8 || !aligned16(delta))
     return cudaErrorInvalidValue;
-  rmsnorm_kernel<HT, true, DT>
-      <<<T, kThreads, 0, stream>>>(h, ldh, delta, ld_delta, nullptr, 0, w, y, ldy, dim, eps);
-  return cudaGetLastError();
+  return cuda::launch(rmsnorm_kernel<HT, true, DT>, T, kThreads, 0, stream, h, ldh, delta, ld_delta,
+                      nullptr, int64_t{0}, w, y, ldy, dim, eps);
 }
 
 }  // namespace
@@ -117,9 +117,9 @@ cudaError_t rmsnorm(const uint16_t* x, int64_t ldx, const uint16_t* w, uint16_t*
                     int T, int dim, float eps, cudaStream_t stream) {
   if (bad_shape(x, ldx, w, y, ldy, T, dim)) return cudaErrorInvalidValue;
   // kAdd = false never writes x.
-  rmsnorm_kernel<uint16_t, false, uint16_t><<<T, kThreads, 0, stream>>>(
-      const_cast<uint16_t*>(x), ldx, nullptr, 0, nullptr, 0, w, y, ldy, dim, eps);
-  return cudaGetLastError();
+  return cuda::launch(rmsnorm_kernel<uint16_t, false, uint16_t>, T, kThreads, 0, stream,
+                      const_cast<uint16_t*>(x), ldx, nullptr, int64_t{0}, nullptr, int64_t{0}, w,
+                      y, ldy, dim, eps);
 }
 
 cudaError_t rmsnorm_widen(const uint16_t* x, int64_t ldx, float* h, int64_t ldh,
@@ -127,9 +127,9 @@ cudaError_t rmsnorm_widen(const uint16_t* x, int64_t ldx, float* h, int64_t ldh,
                           cudaStream_t stream) {
   if (bad_shape(x, ldx, w, y, ldy, T, dim) || !h || ldh < dim || ldh % 8 || !aligned16(h))
     return cudaErrorInvalidValue;
-  rmsnorm_kernel<uint16_t, false, uint16_t><<<T, kThreads, 0, stream>>>(
-      const_cast<uint16_t*>(x), ldx, nullptr, 0, h, ldh, w, y, ldy, dim, eps);
-  return cudaGetLastError();
+  return cuda::launch(rmsnorm_kernel<uint16_t, false, uint16_t>, T, kThreads, 0, stream,
+                      const_cast<uint16_t*>(x), ldx, nullptr, int64_t{0}, h, ldh, w, y, ldy, dim,
+                      eps);
 }
 
 cudaError_t add_rmsnorm(uint16_t* h, int64_t ldh, const uint16_t* delta, int64_t ld_delta,

@@ -32,6 +32,7 @@ __global__ void __launch_bounds__(kThreads)
                              PagedKv kv, int64_t max_tokens, int n_heads, int head_dim,
                              InvFreq inv) {
   const int t = blockIdx.x;
+  cuda::pdl_enter();
   const int p = pos[t];
   const bool cache_ok = p >= 0 && p < max_tokens;
   const int half = head_dim / 2, per_head = half / 8;
@@ -85,9 +86,8 @@ cudaError_t rope_qk_append_kv(const uint16_t* q, const uint16_t* k, const uint16
     return cudaErrorInvalidValue;
   InvFreq inv{};
   rope_inv_freq_ref(inv.v, head_dim, theta);
-  rope_qk_append_kv_kernel<<<T, kThreads, 0, stream>>>(
-      q, k, v, ld_in, pos, q_out, ld_q_out, kv, max_tokens, n_heads, head_dim, inv);
-  return cudaGetLastError();
+  return cuda::launch(rope_qk_append_kv_kernel, T, kThreads, 0, stream, q, k, v, ld_in, pos, q_out,
+                      ld_q_out, kv, max_tokens, n_heads, head_dim, inv);
 }
 
 }  // namespace dsocr
