@@ -366,6 +366,18 @@ Expected<std::unique_ptr<GpuDecoder>> GpuDecoder::create(const ModelConfig& cfg,
 uint16_t* GpuDecoder::input_rows() const {
   return impl_->work.in;
 }
+Status GpuDecoder::write_rows(int64_t row0, const uint16_t* host, int64_t n) {
+  Impl& m = *impl_;
+  if (row0 < 0 || n < 0 || row0 + n > m.max_rows || (n > 0 && !host))
+    return Status::Error(strfmt("write_rows: rows %lld..%lld outside the %lld input rows",
+                                static_cast<long long>(row0), static_cast<long long>(row0 + n),
+                                static_cast<long long>(m.max_rows)));
+  const int64_t d = m.cfg.dim;
+  DSOCR_CUDA_TRY(cudaMemcpyAsync(m.work.in + row0 * d, host, n * d * 2, cudaMemcpyHostToDevice,
+                                 m.stream));
+  DSOCR_CUDA_TRY(cudaStreamSynchronize(m.stream));
+  return Status::Ok();
+}
 int64_t GpuDecoder::max_rows() const {
   return impl_->max_rows;
 }

@@ -61,8 +61,13 @@ class GpuDecoder {
   // `ban`: the n-gram rule for generate(); stop_at_eos = false runs to max_new (benchmarks).
   Status begin(const std::vector<int32_t>& prompt, int max_new, const NGramBan& ban,
                bool stop_at_eos = true);
-  // [max_rows, dim] BF16 device rows of the prompt's input embeddings.
+  // [max_rows, dim] BF16 device rows of the prompt's input embeddings. Device code writing them
+  // must run on the decoder's stream (the encoder does); host data goes through write_rows.
   uint16_t* input_rows() const;
+  // Copies n host BF16 rows into input rows row0..row0+n-1, ordered on the decoder's stream and
+  // complete on return. (A plain cudaMemcpy from pageable memory may return before its DMA lands,
+  // and is not ordered with the decoder's non-blocking stream: prefill would race it.)
+  Status write_rows(int64_t row0, const uint16_t* host, int64_t n);
   int64_t max_rows() const;
 
   // Runs the prompt (rows 0..T-1 of input_rows(), T = prompt length). logits_last (host, [vocab])

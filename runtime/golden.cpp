@@ -103,8 +103,7 @@ static Status golden_decoder_gpu(const GoldenOptions& opt, GpuModel& gm,
                                               : static_cast<int>(opt.teacher_force.size());
   auto start = [&]() -> Status {
     DSOCR_TRY(dec.begin(ids, std::max(opt.max_tokens, steps), ban));
-    DSOCR_CUDA_TRY(cudaMemcpy(dec.input_rows() + cfg.dim, img.data(), img.size() * 2,
-                              cudaMemcpyHostToDevice));
+    DSOCR_TRY(dec.write_rows(1, img.data(), static_cast<int64_t>(img.size()) / cfg.dim));
     return Status::Ok();
   };
   DSOCR_TRY(start());

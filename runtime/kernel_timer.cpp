@@ -31,6 +31,8 @@ struct Events {
 
 Expected<KernelTiming> time_kernel(const std::function<cudaError_t(int, cudaStream_t)>& launch,
                                    int per_graph, int samples, int warmup) {
+  // Inputs uploaded with plain cudaMemcpy (legacy stream, possibly still in DMA) land first.
+  DSOCR_CUDA_TRY(cudaDeviceSynchronize());
   cudaStream_t st = nullptr;
   DSOCR_CUDA_TRY(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
   cudaGraph_t g = nullptr;

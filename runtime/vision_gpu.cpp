@@ -265,6 +265,9 @@ Expected<std::unique_ptr<VisionGpu>> VisionGpu::create(const ModelConfig& cfg,
     }
     v->tables_.push_back(std::move(t));
   }
+  // The tables went up with plain cudaMemcpy (legacy stream; a pageable copy may return before
+  // its DMA lands): complete them before any encode on a non-blocking stream reads them.
+  DSOCR_CUDA_TRY(cudaDeviceSynchronize());
   v->act_ = v->region_ + off;
   v->act_bytes_ = region_bytes - off;
   v->events_ = std::make_unique<Events>();

@@ -89,10 +89,7 @@ void run_case(const std::string& name) {
     Status s = dec.begin(prompt, steps, ban);
     if (!s.ok()) return s;
     // The image rows (1 .. n_img) are the official run's BF16 image_embeds.
-    if (cudaMemcpy(dec.input_rows() + d, img16.data(), img16.size() * 2,
-                   cudaMemcpyHostToDevice) != cudaSuccess)
-      return Status::Error("upload of image_embeds failed");
-    return Status::Ok();
+    return dec.write_rows(1, img16.data(), n_img);
   };
 
   // Prefill: hidden taps and last logits.
