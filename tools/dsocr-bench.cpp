@@ -13,7 +13,8 @@
 //       mode preprocessing, vision, prefill, TTFT, ms/token, tokens/s, pages/s, device and host
 //       memory; the image defaults to a synthetic A4 page.
 //   dsocr-bench compare --baseline TORCH.json --ours DSOCR.json [--ours ...]
-//       the PyTorch baseline (bench/torch_*_baseline.py --json) beside dsocr's figures.
+//       the PyTorch baseline (bench/torch_*_baseline.py --json) beside dsocr's figures; with the
+//       JSON of `kernels` and of `decode` at the same ctx, the decode step against its kernels.
 //   dsocr-bench decode --model DIR [--ctx 282,912] [--tokens N] [--reps N] [--json FILE]
 //       batch-1 decoder on the checkpoint: prefill time per context length, decode ms/token
 //       (graph-replayed steps, the host one token behind), bytes read per token, achieved GB/s
@@ -586,7 +587,7 @@ Status run_kernels(const Args& a) {
   if (!a.json.empty()) {
     nlohmann::json out = {{"gpu", prop.name}, {"copy_gbps", copy_gbps},
                           {"gemm_tflops", gemm_tflops}, {"kernels", nlohmann::json::array()},
-                          {"decode_step_sum_us", step_us}};
+                          {"decode_step_sum_us", step_us}, {"decode_ctx", ctx}};
     for (const KernelRow& r : rows)
       out["kernels"].push_back({{"name", r.name}, {"median_us", r.t.median_us},
                                 {"p10_us", r.t.p10_us}, {"p90_us", r.t.p90_us},
@@ -715,8 +716,11 @@ Status run_compare(const Args& a) {
                          "(--ours may repeat)");
   DSOCR_ASSIGN_OR_RETURN(nlohmann::json base, read_json(a.baseline));
   std::map<std::string, double> ours;  // baseline name -> our ms
+  std::map<int, double> step_ms, kernel_sum_ms;  // decode step at ctx: measured, kernels summed
   for (const std::string& p : a.ours) {
     DSOCR_ASSIGN_OR_RETURN(nlohmann::json j, read_json(p));
+    if (j.contains("decode_step_sum_us") && j.contains("decode_ctx"))  // dsocr-bench kernels
+      kernel_sum_ms[j.at("decode_ctx").get<int>()] = j.at("decode_step_sum_us").get<double>() * 1e-3;
     for (const auto& r : j.value("results", nlohmann::json::array())) {
       if (r.contains("ctx")) {  // dsocr-bench decode
         const int ctx = r.at("ctx").get<int>();
@@ -724,6 +728,7 @@ Status run_compare(const Args& a) {
         ours[strfmt("decoder.decode_ctx%d_plain", ctx)] = r.at("decode_ms_per_token").get<double>();
         ours[strfmt("decoder.decode_ctx%d_compiled", ctx)] =
             r.at("decode_ms_per_token").get<double>();
+        step_ms[ctx] = r.at("decode_ms_per_token").get<double>();
       } else if (r.contains("mode") && r.contains("vision_ms")) {  // dsocr-bench e2e
         const std::string m = r.at("mode").get<std::string>();
         if (m == "base") ours["vision.base_view"] = r.at("vision_ms").get<double>();
@@ -747,6 +752,15 @@ Status run_compare(const Args& a) {
   std::printf("%-34s %-22s %12s %12s %9s\n", "stage", "PyTorch variant", "PyTorch ms", "dsocr ms",
               "speed-up");
   for (const std::string& r : rows) std::fputs(r.c_str(), stdout);
+  // The decode step against the sum of its kernels timed one by one (dsocr-bench kernels at the
+  // same --ctx): the gap is what launches and dependencies cost beyond the kernels themselves.
+  for (const auto& [ctx, sum] : kernel_sum_ms) {
+    auto it = step_ms.find(ctx);
+    if (it == step_ms.end()) continue;
+    const double dev = (sum - it->second) / it->second;
+    std::printf("decode step at ctx %d: kernels summed %.3f ms, measured step %.3f ms (%+.1f%%, %s "
+                "10%%)\n", ctx, sum, it->second, 100 * dev, std::fabs(dev) <= 0.1 ? "within" : "outside");
+  }
   return Status::Ok();
 }
 
