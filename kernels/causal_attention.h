@@ -53,7 +53,10 @@ void causal_attention_ref(const float* q,        // [T, n_heads, head_dim]
 namespace dsocr {
 
 constexpr int kDecodeAttnTile = 64;        // keys per tile (one pass of loads)
-constexpr int kDecodeAttnMaxSplits = 128;  // split blocks per head (1280 blocks for 10 heads)
+// Split blocks per head: 320 blocks for 10 heads, one wave. The decode step's graph is launched
+// for max_pos keys, so most splits are empty at a page's context (282 / 912 keys: 5 / 15 tiles);
+// with 128 splits a 282-key step launched 1,230 empty blocks per layer.
+constexpr int kDecodeAttnMaxSplits = 32;
 
 // Bytes of the partial-result workspace for contexts up to max_kv_len.
 size_t decode_attention_workspace_bytes(int n_heads, int head_dim, int64_t max_kv_len);

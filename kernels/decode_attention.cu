@@ -12,7 +12,7 @@
 // buffers, one barrier per tile) -> tile max and sum per warp (each warp redundantly, same order)
 // -> online-softmax rescale of the running max m, sum l and the per-half-warp p·V accumulators.
 // Tiles per split = ceil(live tiles / splits), from *pos on the device: short contexts use one
-// tile per block, long ones up to ceil(tiles / 128) (the grid is at most 128 splits per head).
+// tile per block, long ones up to ceil(tiles / 32) (the grid is at most 32 splits per head).
 // At the end the 16 half-warp accumulators are summed in shared memory (fixed order).
 // Combine kernel, one block per head (1024 threads = 8 split groups × 128 dims): the splits' m
 // and l to shared memory in one parallel load, M = max m_s, w_s = e^{m_s − M}, L = Σ l_s w_s;
