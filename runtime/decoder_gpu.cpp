@@ -135,6 +135,10 @@ struct GpuDecoder::Impl {
   cudaGraphExec_t graph = nullptr;
   NGramBan graph_ban;
   cudaEvent_t ev[2] = {nullptr, nullptr};
+  // The captured step runs the n-gram ban (it needs only the history) on a side branch, beside
+  // the forward pass: fork/join events and the side stream.
+  cudaStream_t side = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr;
 
   Impl(const ModelConfig& c, const DecoderWeights& dw, int64_t rows, uint8_t* wbase,
        uint16_t* kv_base, const KvGeometry& geo, uint8_t* sbase, cudaStream_t s)
@@ -150,6 +154,9 @@ struct GpuDecoder::Impl {
     if (graph) cudaGraphExecDestroy(graph);
     for (auto e : ev)
       if (e) cudaEventDestroy(e);
+    if (fork) cudaEventDestroy(fork);
+    if (join) cudaEventDestroy(join);
+    if (side) cudaStreamDestroy(side);
     if (host_state) cudaFreeHost(host_state);
   }
 
@@ -299,9 +306,9 @@ struct GpuDecoder::Impl {
     return Status::Ok();
   }
 
-  // Ban, argmax into state.token, accept.
-  Status sample() {
-    DSOCR_CUDA_TRY(ngram_ban(samp.ids, samp.state, ban, samp.banned, stream));
+  // Ban (unless the step already ran it on the side branch), argmax into state.token, accept.
+  Status sample(bool banned_ready = false) {
+    if (!banned_ready) DSOCR_CUDA_TRY(ngram_ban(samp.ids, samp.state, ban, samp.banned, stream));
     DSOCR_CUDA_TRY(argmax_banned(work.logits, cfg.vocab, samp.banned, &samp.state->n_banned,
                                  &samp.state->token, work.argmax_ws, stream));
     DSOCR_CUDA_TRY(decode_accept(samp.ids, samp.state, stream));
@@ -310,10 +317,15 @@ struct GpuDecoder::Impl {
 
   // One decode step of the state's token at the state's position (captured in the graph).
   Status step() {
+    DSOCR_CUDA_TRY(cudaEventRecord(fork, stream));
+    DSOCR_CUDA_TRY(cudaStreamWaitEvent(side, fork, 0));
+    DSOCR_CUDA_TRY(ngram_ban(samp.ids, samp.state, ban, samp.banned, side));
+    DSOCR_CUDA_TRY(cudaEventRecord(join, side));
     DSOCR_CUDA_TRY(embed_rows(&samp.state->token, w.embed, work.in, cfg.dim, 1, cfg.vocab,
                               cfg.dim, stream));
     DSOCR_TRY(forward(1, &samp.state->pos, /*decode=*/true, nullptr));
-    return sample();
+    DSOCR_CUDA_TRY(cudaStreamWaitEvent(stream, join, 0));
+    return sample(/*banned_ready=*/true);
   }
 };
 
@@ -362,6 +374,9 @@ Expected<std::unique_ptr<GpuDecoder>> GpuDecoder::create(const ModelConfig& cfg,
   DSOCR_CUDA_TRY(cudaHostAlloc(reinterpret_cast<void**>(&impl->host_state),
                                2 * sizeof(DecodeSeqState), 0));
   for (auto& e : impl->ev) DSOCR_CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  DSOCR_CUDA_TRY(cudaEventCreateWithFlags(&impl->fork, cudaEventDisableTiming));
+  DSOCR_CUDA_TRY(cudaEventCreateWithFlags(&impl->join, cudaEventDisableTiming));
+  DSOCR_CUDA_TRY(cudaStreamCreateWithFlags(&impl->side, cudaStreamNonBlocking));
   return std::unique_ptr<GpuDecoder>(new GpuDecoder(std::move(impl)));
 }
 
