@@ -59,20 +59,6 @@ __device__ __forceinline__ uint4 ld_cached(const void* p) {
   return __ldg(static_cast<const uint4*>(p));
 }
 
-// Asks L2 to fetch [p, p + bytes) ahead of its use, without waiting (sm_90 bulk prefetch; a hint
-// with no effect on results). The warp's lanes issue 32 KiB pieces. PRECOND: p 16-byte aligned,
-// bytes % 16 == 0.
-__device__ __forceinline__ void warp_prefetch_l2(const void* p, uint64_t bytes, int lane) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  constexpr uint64_t kPiece = 32768;
-  const char* c = static_cast<const char*>(p);
-  for (uint64_t o = static_cast<uint64_t>(lane) * kPiece; o < bytes; o += 32 * kPiece) {
-    const uint32_t n = static_cast<uint32_t>(bytes - o < kPiece ? bytes - o : kPiece);
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(c + o), "r"(n) : "memory");
-  }
-#endif
-}
-
 // ---- Warp reductions (every lane gets the result) ----
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

@@ -60,20 +60,11 @@ constexpr int kMoeMaxExperts = 64;
 constexpr int kMoeMaxTopK = 8;
 constexpr int kMoeDecodeMaxT = 8;
 
-// Device pointers of one MoE layer's weights (passed by value as a kernel argument, ~1.6 KB).
-struct MoeDeviceWeights {
-  MlpWeights experts[kMoeMaxExperts];  // gate/up [moe_inter, dim], down [dim, moe_inter]
-  MlpWeights shared;                   // gate/up [shared_inter, dim], down [dim, shared_inter]
-};
-
 // Router: logits = x · w_routerᵀ in FP32 (BF16 inputs), probs = softmax (FP32), top_k of probs
 // with the tie rule of moe_router_ref (equal probabilities -> lower expert id first), output
 // sorted by descending probability; topk_w = p · routed_scale, no renormalisation.
 // One block per token. PRECOND: 1 <= n_experts <= kMoeMaxExperts; 1 <= top_k <= min(n_experts,
 // kMoeMaxTopK); dim % 8 == 0; ldx % 8 == 0; x, w_router 16-byte aligned.
-// prefetch (optional, decode): the layer's experts; the router then asks L2 for the chosen
-// experts' gate and up matrices (gate_up_bytes each, a multiple of 16) as soon as it knows them,
-// so the gate/up kernel that follows finds them on chip or in flight. Results are unchanged.
 cudaError_t moe_router(const uint16_t* x,  // [T, ldx] BF16 (post-attention-norm hidden)
                        int64_t ldx,
                        const uint16_t* w_router,  // [n_experts, dim] BF16 (mlp.gate.weight)
@@ -81,8 +72,13 @@ cudaError_t moe_router(const uint16_t* x,  // [T, ldx] BF16 (post-attention-norm
                        int32_t* topk_idx,         // [T, top_k] out
                        float* topk_w,             // [T, top_k] out
                        int T, int dim, int n_experts, int top_k, float routed_scale,
-                       cudaStream_t stream, const MoeDeviceWeights* prefetch = nullptr,
-                       uint64_t gate_up_bytes = 0);
+                       cudaStream_t stream);
+
+// Device pointers of one MoE layer's weights (passed by value as a kernel argument, ~1.6 KB).
+struct MoeDeviceWeights {
+  MlpWeights experts[kMoeMaxExperts];  // gate/up [moe_inter, dim], down [dim, moe_inter]
+  MlpWeights shared;                   // gate/up [shared_inter, dim], down [dim, shared_inter]
+};
 
 // Bytes of scratch moe_decode needs (the SwiGLU activations, BF16).
 size_t moe_decode_workspace_bytes(int T, int top_k, int64_t moe_inter, int64_t shared_inter);

@@ -48,8 +48,7 @@ __global__ void __launch_bounds__(kRouterThreads)
                       float* __restrict__ probs,        // [T, n_experts] or null
                       int32_t* __restrict__ topk_idx,   // [T, top_k]
                       float* __restrict__ topk_w,       // [T, top_k]
-                      int dim, int n_experts, int top_k, float routed_scale,
-                      MoeDeviceWeights pw, uint64_t gate_up_bytes) {
+                      int dim, int n_experts, int top_k, float routed_scale) {
   __shared__ float s_logit[kMoeMaxExperts];
   const int t = blockIdx.x, warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   constexpr int NW = kMoeMaxExperts / (kRouterThreads / kWarp);  // 2 experts per warp
@@ -104,10 +103,6 @@ __global__ void __launch_bounds__(kRouterThreads)
     if (lane == 0) {
       topk_idx[t * top_k + k] = bi;
       topk_w[t * top_k + k] = bp * routed_scale;
-    }
-    if (gate_up_bytes && bi < n_experts) {
-      cuda::warp_prefetch_l2(pw.experts[bi].gate, gate_up_bytes, lane);
-      cuda::warp_prefetch_l2(pw.experts[bi].up, gate_up_bytes, lane);
     }
   }
 }
@@ -194,14 +189,9 @@ __global__ void __launch_bounds__(kGateUpWarps* kWarp)
     gate = w.experts[e].gate;
     up = w.experts[e].up;
     rows = moe_inter;
-    // The down kernel that follows reads this expert's whole [dim, moe_inter] matrix: ask L2.
-    if (blockIdx.x == 0 && warp == 0)
-      cuda::warp_prefetch_l2(w.experts[e].down, static_cast<uint64_t>(dim) * moe_inter * 2, lane);
   } else {
     const int row0 = (slot - n_routed) * moe_inter;
     rows = min(moe_inter, shared_inter - row0);
-    if (blockIdx.x == 0 && warp == 0 && slot == n_routed)
-      cuda::warp_prefetch_l2(w.shared.down, static_cast<uint64_t>(dim) * shared_inter * 2, lane);
     gate = w.shared.gate + static_cast<int64_t>(row0) * dim;
     up = w.shared.up + static_cast<int64_t>(row0) * dim;
 #pragma unroll
@@ -416,18 +406,13 @@ cudaError_t launch_down(const int32_t* idx, const float* topk_w, const MoeDevice
 
 cudaError_t moe_router(const uint16_t* x, int64_t ldx, const uint16_t* w_router, float* probs,
                        int32_t* topk_idx, float* topk_w, int T, int dim, int n_experts, int top_k,
-                       float routed_scale, cudaStream_t stream, const MoeDeviceWeights* prefetch,
-                       uint64_t gate_up_bytes) {
+                       float routed_scale, cudaStream_t stream) {
   if (T < 1 || n_experts < 1 || n_experts > kMoeMaxExperts || top_k < 1 || top_k > n_experts ||
       top_k > kMoeMaxTopK || dim < 8 || dim % 8 || ldx < dim || ldx % 8 || !aligned16(x) ||
       !aligned16(w_router) || !topk_idx || !topk_w)
     return cudaErrorInvalidValue;
-  if (prefetch && gate_up_bytes % 16) return cudaErrorInvalidValue;
-  MoeDeviceWeights pw{};
-  if (prefetch) pw = *prefetch;
   return cuda::launch(moe_router_kernel, T, kRouterThreads, 0, stream, x, ldx, w_router, probs,
-                      topk_idx, topk_w, dim, n_experts, top_k, routed_scale, pw,
-                      prefetch ? gate_up_bytes : uint64_t{0});
+                      topk_idx, topk_w, dim, n_experts, top_k, routed_scale);
 }
 
 size_t moe_decode_workspace_bytes(int T, int top_k, int64_t moe_inter, int64_t shared_inter) {

@@ -250,12 +250,10 @@ struct GpuDecoder::Impl {
       return Status::Ok();
     }
     delta_bf16 = false;  // both MoE paths store FP32
-    const bool small = decode || T <= kMoeDecodeMaxT;  // the GEMV path: prefetch its experts
     DSOCR_CUDA_TRY(moe_router(work.x, d, L.router, nullptr, work.topk_idx, work.topk_w,
                               static_cast<int>(T), static_cast<int>(d), cfg.n_experts, cfg.top_k,
-                              cfg.routed_scale, stream, small ? &moe_w[l] : nullptr,
-                              static_cast<uint64_t>(cfg.moe_inter) * d * 2));
-    if (small) {
+                              cfg.routed_scale, stream));
+    if (decode || T <= kMoeDecodeMaxT) {
       DSOCR_CUDA_TRY(moe_decode(work.x, d, work.topk_idx, work.topk_w, moe_w[l], work.delta, d,
                                 GemvEpilogue::kStoreF32, work.moe_ws, static_cast<int>(T),
                                 static_cast<int>(d), cfg.n_experts, cfg.top_k, cfg.moe_inter,
