@@ -53,6 +53,7 @@ void moe_ref(
 #include <cuda_runtime_api.h>
 
 #include "kernels/linear.h"  // GemvEpilogue
+#include "kernels/quant.h"   // WeightFormat
 
 namespace dsocr {
 
@@ -74,11 +75,32 @@ cudaError_t moe_router(const uint16_t* x,  // [T, ldx] BF16 (post-attention-norm
                        int T, int dim, int n_experts, int top_k, float routed_scale,
                        cudaStream_t stream);
 
-// Device pointers of one MoE layer's weights (passed by value as a kernel argument, ~1.6 KB).
+// Scales of a quantized SwiGLU MLP's three weights (kernels/quant.h layouts; null for BF16).
+struct MlpScales {
+  const uint16_t* gate = nullptr;  // [inter, 1] (INT8) or [inter, dim / group] (INT4), BF16
+  const uint16_t* up = nullptr;
+  const uint16_t* down = nullptr;  // [dim, 1] or [dim, inter / group]
+};
+
+// Device pointers of one MoE layer's weights (passed by value as a kernel argument, ~3.2 KB).
+// Weight-only quantization (kernels/quant.h): with expert_format / shared_format other than BF16
+// the MlpWeights pointers hold the quantized values (INT8 [n, k] or packed INT4 nibbles [n, k/2],
+// cast to uint16_t*; only the address is used) and the *_scales their scales. The routed experts
+// share one format and group, the shared experts another. moe_decode supports the combinations
+// (routed, shared) = (bf16, bf16), (int8, int8), (int4, int4), (int4, int8) (moe_decode_supports);
+// moe_prefill BF16 only (quantized prefill: runtime/decoder_gpu.cpp runs moe_decode per 8 rows).
 struct MoeDeviceWeights {
   MlpWeights experts[kMoeMaxExperts];  // gate/up [moe_inter, dim], down [dim, moe_inter]
   MlpWeights shared;                   // gate/up [shared_inter, dim], down [dim, shared_inter]
+  MlpScales expert_scales[kMoeMaxExperts];
+  MlpScales shared_scales;
+  WeightFormat expert_format = WeightFormat::kBf16;
+  WeightFormat shared_format = WeightFormat::kBf16;
+  int expert_group = 0;  // INT4 group of the routed experts (64 or 128)
+  int shared_group = 0;
 };
+// Whether moe_decode has kernels for this (routed, shared) format pair.
+bool moe_decode_supports(WeightFormat experts, WeightFormat shared);
 
 // Bytes of scratch moe_decode needs (the SwiGLU activations, BF16).
 size_t moe_decode_workspace_bytes(int T, int top_k, int64_t moe_inter, int64_t shared_inter);

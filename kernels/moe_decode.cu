@@ -15,8 +15,8 @@
 //           a fixed order at the end (deterministic), then the epilogue.
 #include <algorithm>
 
-#include "kernels/cuda_vec.cuh"
 #include "kernels/moe.h"
+#include "kernels/quant.cuh"
 
 namespace dsocr {
 namespace {
@@ -153,7 +153,10 @@ __device__ __forceinline__ int slot_k(uint64_t mask, int t, int top_k) {
 }
 
 // ---- gate + up + SiLU·mul ----
-template <int M, int R>
+// FR / FS: the weight formats of the routed and of the shared experts (quant.cuh dot_rows_fmt;
+// BF16 is cuda::dot_rows itself). A block is either routed or shared, so the branch between the
+// two is block-uniform.
+template <WeightFormat FR, WeightFormat FS, int M, int R>
 __global__ void __launch_bounds__(kGateUpWarps* kWarp)
     moe_gate_up_kernel(const uint16_t* __restrict__ x,  // [T, ldx]
                        int64_t ldx,
@@ -164,13 +167,16 @@ __global__ void __launch_bounds__(kGateUpWarps* kWarp)
                        int T, int dim, int n_experts, int top_k, int moe_inter, int shared_inter) {
   constexpr int NW = 2 * R;
   const int slot = blockIdx.y, n_routed = T * top_k;
+  const bool routed = slot < n_routed;
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
-  const uint16_t* gate;
-  const uint16_t* up;
+  const uint8_t* gate;
+  const uint8_t* up;
+  const uint16_t* gate_s = nullptr;
+  const uint16_t* up_s = nullptr;
   int rows;
   uint16_t* out[M];
   unsigned tok_mask = 0;
-  if (slot < n_routed) {
+  if (routed) {
     cuda::pdl_enter();  // the routing is the router's output; the shared slices load first
     const WarpRouting rt = load_routing(idx, n_routed, n_experts, lane);
     const int e = expert_of(rt, slot);
@@ -186,14 +192,17 @@ __global__ void __launch_bounds__(kGateUpWarps* kWarp)
         tok_mask |= 1u << t;
       }
     }
-    gate = w.experts[e].gate;
-    up = w.experts[e].up;
+    gate = reinterpret_cast<const uint8_t*>(w.experts[e].gate);
+    up = reinterpret_cast<const uint8_t*>(w.experts[e].up);
+    gate_s = w.expert_scales[e].gate, up_s = w.expert_scales[e].up;
     rows = moe_inter;
   } else {
     const int row0 = (slot - n_routed) * moe_inter;
     rows = min(moe_inter, shared_inter - row0);
-    gate = w.shared.gate + static_cast<int64_t>(row0) * dim;
-    up = w.shared.up + static_cast<int64_t>(row0) * dim;
+    gate = reinterpret_cast<const uint8_t*>(w.shared.gate) + cuda::row_bytes<FS>(dim) * row0;
+    up = reinterpret_cast<const uint8_t*>(w.shared.up) + cuda::row_bytes<FS>(dim) * row0;
+    const int64_t so = cuda::row_scales<FS>(dim, w.shared_group) * row0;
+    if (w.shared_scales.gate) gate_s = w.shared_scales.gate + so, up_s = w.shared_scales.up + so;
 #pragma unroll
     for (int t = 0; t < M; ++t)
       out[t] = act_sh + static_cast<int64_t>(t < T ? t : 0) * shared_inter + row0;
@@ -202,13 +211,17 @@ __global__ void __launch_bounds__(kGateUpWarps* kWarp)
   const int j0 = (blockIdx.x * kGateUpWarps + warp) * R;
   if (j0 >= rows) return;
 
-  const uint16_t* wr[NW];
+  const int64_t rb = routed ? cuda::row_bytes<FR>(dim) : cuda::row_bytes<FS>(dim);
+  const int64_t rs = routed ? cuda::row_scales<FR>(dim, w.expert_group)
+                            : cuda::row_scales<FS>(dim, w.shared_group);
+  const uint8_t* wr[NW];
+  const uint16_t* ws[NW];
   unsigned row_mask = 0;
 #pragma unroll
   for (int r = 0; r < R; ++r) {
     const int j = j0 + r < rows ? j0 + r : j0;
-    wr[r] = gate + static_cast<int64_t>(j) * dim;
-    wr[R + r] = up + static_cast<int64_t>(j) * dim;
+    wr[r] = gate + rb * j, ws[r] = gate_s ? gate_s + rs * j : nullptr;
+    wr[R + r] = up + rb * j, ws[R + r] = up_s ? up_s + rs * j : nullptr;
     if (j0 + r < rows) row_mask |= (1u << r) | (1u << (R + r));
   }
   const uint16_t* xr[M];
@@ -219,8 +232,12 @@ __global__ void __launch_bounds__(kGateUpWarps* kWarp)
   for (int t = 0; t < M; ++t)
 #pragma unroll
     for (int r = 0; r < NW; ++r) acc[t][r] = 0.f;
-  cuda::dot_rows<M, NW, unroll_for(NW), uint16_t, true>(wr, row_mask, xr, tok_mask, 0, dim / 8,
-                                                        lane, acc);
+  if (routed)
+    cuda::dot_rows_fmt<FR, M, NW, unroll_for(NW), true>(
+        wr, ws, row_mask, xr, tok_mask, 0, dim / cuda::kChunkValues<FR>, w.expert_group, lane, acc);
+  else
+    cuda::dot_rows_fmt<FS, M, NW, unroll_for(NW), true>(
+        wr, ws, row_mask, xr, tok_mask, 0, dim / cuda::kChunkValues<FS>, w.shared_group, lane, acc);
   cuda::pdl_enter();
 #pragma unroll
   for (int t = 0; t < M; ++t)
@@ -237,7 +254,7 @@ __global__ void __launch_bounds__(kGateUpWarps* kWarp)
 }
 
 // ---- down + weighted combine + epilogue ----
-template <int M, int R>
+template <WeightFormat FR, WeightFormat FS, int M, int R>
 __global__ void __launch_bounds__(kDownWarps* kWarp, 2)  // <= 128 registers: 2 blocks per SM
     moe_down_kernel(const int32_t* __restrict__ idx,     // [T, top_k]
                     const float* __restrict__ topk_w,    // [T, top_k]
@@ -269,20 +286,27 @@ __global__ void __launch_bounds__(kDownWarps* kWarp, 2)  // <= 128 registers: 2 
     if (i0 + r < dim) row_mask |= 1u << r;
 
   for (int u = warp; u < n_items; u += kDownWarps) {
-    const uint16_t* wr[R];
+    const uint8_t* wr[R];
+    const uint16_t* ws[R];
     const uint16_t* xr[M];
     float wt[M];
     unsigned tok_mask = 0;
+    const bool routed = u < n_unique;
     int kc;
-    if (u < n_unique) {
+    if (routed) {
       uint64_t f = first;
       for (int i = 0; i < u; ++i) f &= f - 1;  // the u-th set bit
       const int e = expert_of(rt, __ffsll(static_cast<long long>(f)) - 1);
       const uint64_t mask = slots_of(rt, e);
-      const uint16_t* down = w.experts[e].down;
+      const uint8_t* down = reinterpret_cast<const uint8_t*>(w.experts[e].down);
+      const uint16_t* down_s = w.expert_scales[e].down;
+      const int64_t rb = cuda::row_bytes<FR>(moe_inter);
+      const int64_t rs = cuda::row_scales<FR>(moe_inter, w.expert_group);
 #pragma unroll
-      for (int r = 0; r < R; ++r)
-        wr[r] = down + static_cast<int64_t>(i0 + r < dim ? i0 + r : i0) * moe_inter;
+      for (int r = 0; r < R; ++r) {
+        const int64_t row = i0 + r < dim ? i0 + r : i0;
+        wr[r] = down + rb * row, ws[r] = down_s ? down_s + rs * row : nullptr;
+      }
 #pragma unroll
       for (int t = 0; t < M; ++t) {
         const int k = t < T ? slot_k(mask, t, top_k) : -1;
@@ -294,27 +318,40 @@ __global__ void __launch_bounds__(kDownWarps* kWarp, 2)  // <= 128 registers: 2 
           tok_mask |= 1u << t;
         }
       }
-      kc = moe_inter / 8;
+      kc = moe_inter / cuda::kChunkValues<FR>;
     } else {
+      // Shared slice: columns [col0, col0 + moe_inter) of every down row (INT4: col0 is a
+      // multiple of the group, the shape rule of moe_decode's quantized PRECOND).
       const int col0 = (u - n_unique) * moe_inter;
+      const int64_t rb = cuda::row_bytes<FS>(shared_inter);
+      const int64_t rs = cuda::row_scales<FS>(shared_inter, w.shared_group);
+      const int64_t cs = FS == WeightFormat::kInt4 ? col0 / w.shared_group : 0;
 #pragma unroll
-      for (int r = 0; r < R; ++r)
-        wr[r] =
-            w.shared.down + static_cast<int64_t>(i0 + r < dim ? i0 + r : i0) * shared_inter + col0;
+      for (int r = 0; r < R; ++r) {
+        const int64_t row = i0 + r < dim ? i0 + r : i0;
+        wr[r] = reinterpret_cast<const uint8_t*>(w.shared.down) + rb * row +
+                cuda::row_bytes<FS>(col0);
+        ws[r] = w.shared_scales.down ? w.shared_scales.down + rs * row + cs : nullptr;
+      }
 #pragma unroll
       for (int t = 0; t < M; ++t) {
         xr[t] = act_sh + static_cast<int64_t>(t < T ? t : 0) * shared_inter + col0;
         wt[t] = 1.f;
       }
       tok_mask = (1u << T) - 1u;
-      kc = min(moe_inter, shared_inter - col0) / 8;
+      kc = min(moe_inter, shared_inter - col0) / cuda::kChunkValues<FS>;
     }
     float p[M][R];
 #pragma unroll
     for (int t = 0; t < M; ++t)
 #pragma unroll
       for (int r = 0; r < R; ++r) p[t][r] = 0.f;
-    cuda::dot_rows<M, R, unroll_for(R), uint16_t>(wr, row_mask, xr, tok_mask, 0, kc, lane, p);
+    if (routed)
+      cuda::dot_rows_fmt<FR, M, R, unroll_for(R)>(wr, ws, row_mask, xr, tok_mask, 0, kc,
+                                                  w.expert_group, lane, p);
+    else
+      cuda::dot_rows_fmt<FS, M, R, unroll_for(R)>(wr, ws, row_mask, xr, tok_mask, 0, kc,
+                                                  w.shared_group, lane, p);
 #pragma unroll
     for (int t = 0; t < M; ++t)
 #pragma unroll
@@ -364,20 +401,60 @@ void split_workspace(const void* ws, int T, int top_k, int moe_inter, uint16_t**
                                         align256(sizeof(uint16_t) * T * top_k * moe_inter));
 }
 
+bool bad_format(WeightFormat f, int group, int64_t n, int64_t k) {
+  return f != WeightFormat::kBf16 && !check_quant_shape(f, n, k, group).ok();
+}
+bool bad_scales(WeightFormat f, const MlpScales& s) {
+  return f != WeightFormat::kBf16 && (!s.gate || !s.up || !s.down);
+}
+
 bool bad_common(int T, int dim, int n_experts, int top_k, int moe_inter, int shared_inter,
                 const MoeDeviceWeights& w, const void* workspace) {
   if (T < 1 || T > kMoeDecodeMaxT || n_experts < 1 || n_experts > kMoeMaxExperts || top_k < 1 ||
       top_k > kMoeMaxTopK || dim < 8 || dim % 8 || moe_inter < 8 || moe_inter % 8 ||
       shared_inter < 8 || shared_inter % 8 || !aligned16(workspace) || !workspace)
     return true;
+  // Quantized: the shape rules for every weight, and for the shared slices of moe_inter columns.
+  const WeightFormat fr = w.expert_format, fs = w.shared_format;
+  if (!moe_decode_supports(fr, fs) || bad_format(fr, w.expert_group, moe_inter, dim) ||
+      bad_format(fr, w.expert_group, dim, moe_inter) ||
+      bad_format(fs, w.shared_group, shared_inter, dim) ||
+      bad_format(fs, w.shared_group, dim, shared_inter) ||
+      bad_format(fs, w.shared_group, dim, moe_inter) || bad_scales(fs, w.shared_scales))
+    return true;
   for (int e = 0; e < n_experts; ++e) {
     const MlpWeights& m = w.experts[e];
-    if (!m.gate || !m.up || !m.down || !aligned16(m.gate) || !aligned16(m.up) || !aligned16(m.down))
+    if (!m.gate || !m.up || !m.down || !aligned16(m.gate) || !aligned16(m.up) ||
+        !aligned16(m.down) || bad_scales(fr, w.expert_scales[e]))
       return true;
   }
   return !w.shared.gate || !w.shared.up || !w.shared.down || !aligned16(w.shared.gate) ||
          !aligned16(w.shared.up) || !aligned16(w.shared.down);
 }
+
+// Runs go(kernel<FR, FS>) for the (routed, shared) format pair of w (moe_decode_supports).
+template <template <WeightFormat, WeightFormat> class K, typename Go>
+cudaError_t by_formats(const MoeDeviceWeights& w, const Go& go) {
+  using F = WeightFormat;
+  if (w.expert_format == F::kBf16) return go(K<F::kBf16, F::kBf16>::kernel);
+  if (w.expert_format == F::kInt8) return go(K<F::kInt8, F::kInt8>::kernel);
+  if (w.shared_format == F::kInt4) return go(K<F::kInt4, F::kInt4>::kernel);
+  return go(K<F::kInt4, F::kInt8>::kernel);
+}
+template <int M, int R>
+struct GateUpK {
+  template <WeightFormat FR, WeightFormat FS>
+  struct K {
+    static constexpr auto kernel = moe_gate_up_kernel<FR, FS, M, R>;
+  };
+};
+template <int M, int R>
+struct DownK {
+  template <WeightFormat FR, WeightFormat FS>
+  struct K {
+    static constexpr auto kernel = moe_down_kernel<FR, FS, M, R>;
+  };
+};
 
 template <int M>
 cudaError_t launch_gate_up(const uint16_t* x, int64_t ldx, const int32_t* idx,
@@ -387,8 +464,10 @@ cudaError_t launch_gate_up(const uint16_t* x, int64_t ldx, const int32_t* idx,
   constexpr int RP = gate_up_pairs(M);
   const int n_sh = (shared_inter + moe_inter - 1) / moe_inter;
   const dim3 grid((moe_inter + kGateUpWarps * RP - 1) / (kGateUpWarps * RP), T * top_k + n_sh);
-  return cuda::launch(moe_gate_up_kernel<M, RP>, grid, kGateUpWarps * kWarp, 0, stream, x, ldx, idx,
-                      w, act, act_sh, T, dim, n_experts, top_k, moe_inter, shared_inter);
+  return by_formats<GateUpK<M, RP>::template K>(w, [&](auto kernel) {
+    return cuda::launch(kernel, grid, kGateUpWarps * kWarp, 0, stream, x, ldx, idx, w, act, act_sh,
+                        T, dim, n_experts, top_k, moe_inter, shared_inter);
+  });
 }
 
 template <int M>
@@ -397,12 +476,19 @@ cudaError_t launch_down(const int32_t* idx, const float* topk_w, const MoeDevice
                         GemvEpilogue ep, int T, int dim, int n_experts, int top_k, int moe_inter,
                         int shared_inter, cudaStream_t stream) {
   constexpr int RD = down_rows(M);
-  return cuda::launch(moe_down_kernel<M, RD>, (dim + RD - 1) / RD, kDownWarps * kWarp, 0, stream,
-                      idx, topk_w, w, act, act_sh, y, ldy, ep, T, dim, n_experts, top_k, moe_inter,
-                      shared_inter);
+  return by_formats<DownK<M, RD>::template K>(w, [&](auto kernel) {
+    return cuda::launch(kernel, (dim + RD - 1) / RD, kDownWarps * kWarp, 0, stream, idx, topk_w, w,
+                        act, act_sh, y, ldy, ep, T, dim, n_experts, top_k, moe_inter,
+                        shared_inter);
+  });
 }
 
 }  // namespace
+
+bool moe_decode_supports(WeightFormat experts, WeightFormat shared) {
+  using F = WeightFormat;
+  return experts == shared ? true : experts == F::kInt4 && shared == F::kInt8;
+}
 
 cudaError_t moe_router(const uint16_t* x, int64_t ldx, const uint16_t* w_router, float* probs,
                        int32_t* topk_idx, float* topk_w, int T, int dim, int n_experts, int top_k,

@@ -496,6 +496,8 @@ cudaError_t moe_prefill(const uint16_t* x, int64_t ldx, const int32_t* topk_idx,
                         const MoePrefillTuning* tuning) {
   const int bm = tuning && tuning->block_rows ? tuning->block_rows : kMoePrefillDefaultBlockRows;
   if (bm != 64 && bm != 128) return cudaErrorInvalidValue;
+  if (w.expert_format != WeightFormat::kBf16 || w.shared_format != WeightFormat::kBf16)
+    return cudaErrorInvalidValue;  // BF16 weights only (moe.h)
   if (T < 1 || n_experts < 1 || n_experts > kMoeMaxExperts || top_k < 1 || top_k > n_experts ||
       top_k > kMoeMaxTopK || dim < kBK || dim % kBK || moe_inter < kBK || moe_inter % kBK ||
       shared_inter < kBK || shared_inter % kBK || ldx < dim || ldx % 8 || !aligned16(x) || !x ||

@@ -139,3 +139,100 @@ void gemv_int4_ref(const float* x,         // [m, k]
                    int64_t m, int64_t n, int64_t k, int group);
 
 }  // namespace dsocr
+
+// =================================================================================================
+// CUDA launchers: the load-time quantizer and the prefill dequantizer (kernels/quant.cu), the
+// decode GEMVs over quantized weights (kernels/gemv_quant.cu). Quantized weights are dense: row r
+// of a [n, k] weight starts at byte r·quant_value_bytes(f, 1, k), its scales at r (INT8) or
+// r·(k/G) (INT4); there is no row stride. Asynchronous on `stream`; every launcher returns the
+// launch error, or cudaErrorInvalidValue (nothing launched) when a checkable PRECOND fails.
+// =================================================================================================
+#include <cuda_runtime_api.h>
+
+#include "kernels/linear.h"  // GemvEpilogue, kDecodeGemvMaxM
+
+namespace dsocr {
+
+// One device weight [n, k] in any format: values at `q` (BF16 [n, k], int8 [n, k] or packed
+// nibbles [n, k/2]), scales at `scale` (BF16 [n] or [n, k/group]; null for BF16).
+struct QWeight {
+  const void* q = nullptr;
+  const uint16_t* scale = nullptr;
+  WeightFormat format = WeightFormat::kBf16;
+  int group = 0;  // INT4 only
+};
+// The weight stored in a planner slot (runtime/planner.h): values, then the scales at byte
+// quant_value_bytes(f, n, k).
+inline QWeight qweight_in_slot(const void* slot, WeightFormat f, int64_t n, int64_t k, int group) {
+  QWeight w;
+  w.q = slot;
+  w.format = f;
+  w.group = f == WeightFormat::kInt4 ? group : 0;
+  if (f != WeightFormat::kBf16)
+    w.scale = reinterpret_cast<const uint16_t*>(static_cast<const uint8_t*>(slot) +
+                                                quant_value_bytes(f, n, k));
+  return w;
+}
+
+// ---- Quantizer (load time): BF16 on the device -> the formats above, bit-identical to
+// quantize_int8_ref / quantize_int4_ref on the widened weight (same FP32 division, the scale
+// rounded to BF16 first, q = rint(w / scale) ties to even, clamp; a zero scale gives q = 0).
+// PRECOND: check_quant_shape ok; w 16-byte aligned, q 16-byte aligned (INT8: 8-byte), no aliasing.
+cudaError_t quantize_int8(const uint16_t* w,  // [n, k] BF16
+                          int8_t* q,          // [n, k] out
+                          uint16_t* scale,    // [n] out
+                          int64_t n, int64_t k, cudaStream_t stream);
+cudaError_t quantize_int4(const uint16_t* w,  // [n, k] BF16
+                          uint8_t* packed,    // [n, k/2] out (interleaved nibbles)
+                          uint16_t* scale,    // [n, k/group] out
+                          int64_t n, int64_t k, int group, cudaStream_t stream);
+
+// ---- Dequantizer (prefill, until a fused dequant-in-shared-memory GEMM exists): rows
+// [r0, r0 + rows) of w as BF16, out[i, j] = bf16(w'[r0 + i, j]). Note: q·scale has up to 15
+// significant bits (INT8) or 11 (INT4), so this rounds each weight once more (relative 2^-9).
+// PRECOND: w quantized (INT8/INT4) with check_quant_shape ok; 0 <= r0, rows >= 1; out 16-byte
+// aligned, [rows, k] contiguous.
+cudaError_t dequantize_bf16(const QWeight& w, int64_t k, int64_t r0, int64_t rows,
+                            uint16_t* out,  // [rows, k] BF16
+                            cudaStream_t stream);
+
+// ---- Decode GEMV over quantized weights: y[m, n] = x[m, k] · w'[n, k]ᵀ, FP32 accumulation, the
+// contract of gemv_int8_ref / gemv_int4_ref (and of gemv in linear.h for the epilogues and parts).
+// Every packed byte is read once with 16-byte streaming loads (16 INT8 or 32 INT4 values per load),
+// the first loads issued before the PDL wait; INT4 nibbles become BF16 pairs with one LOP3 + one
+// BF16x2 SUB (the trick above); each 16/32-value partial sum is multiplied by its scale once.
+// FFMA at every m (a tensor-core path for m >= 2, as the BF16 gemv has, is a later step).
+// All parts share one format (q|k|v are one tensor class).
+struct QGemvWeights {
+  static constexpr int kMaxParts = 4;
+  const void* q[kMaxParts] = {};           // part p: values of [rows[p], k]
+  const uint16_t* scale[kMaxParts] = {};   // part p: its scales
+  int64_t rows[kMaxParts] = {};
+  int parts = 0;
+  WeightFormat format = WeightFormat::kInt8;  // kInt8 or kInt4
+  int group = 0;                              // INT4
+};
+inline QGemvWeights qgemv_weights(const QWeight& w, int64_t n) {
+  QGemvWeights g;
+  g.q[0] = w.q, g.scale[0] = w.scale, g.rows[0] = n, g.parts = 1;
+  g.format = w.format, g.group = w.group;
+  return g;
+}
+
+// PRECOND: 1 <= m <= kDecodeGemvMaxM; check_quant_shape(format, rows, k, group) ok; ldx % 8 == 0,
+// ldx >= k; x, every q 16-byte aligned; y does not alias x or w.
+cudaError_t gemv_quant(const uint16_t* x,  // [m, ldx] BF16
+                       int64_t ldx,
+                       const QGemvWeights& w,  // Σ rows = n
+                       void* y,                // [m, ldy]: float (kStoreF32) or BF16
+                       int64_t ldy, int m, int64_t k, GemvEpilogue ep, cudaStream_t stream);
+
+// Gated-MLP front half (as gemv_swiglu): act = bf16(silu(x·gate'ᵀ) · (x·up'ᵀ)).
+// PRECOND: as gemv_quant; gate and up [inter, k] in the same format and group.
+cudaError_t gemv_quant_swiglu(const uint16_t* x,  // [m, ldx] BF16
+                              int64_t ldx, const QWeight& gate, const QWeight& up,
+                              uint16_t* act,  // [m, ldact] BF16
+                              int64_t ldact, int m, int64_t inter, int64_t k,
+                              cudaStream_t stream);
+
+}  // namespace dsocr
