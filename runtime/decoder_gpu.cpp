@@ -8,6 +8,7 @@
 #include "kernels/activation.h"
 #include "kernels/argmax.h"
 #include "kernels/causal_attention.h"
+#include "kernels/expert_cache.h"
 #include "kernels/gemm.h"
 #include "kernels/linear.h"
 #include "kernels/moe.h"
@@ -139,6 +140,10 @@ struct GpuDecoder::Impl {
   // the forward pass: fork/join events and the side stream.
   cudaStream_t side = nullptr;
   cudaEvent_t fork = nullptr, join = nullptr;
+  // Offload hooks (set_expert, set_expert_counts): the router-choice histogram, and whether the
+  // captured graph holds expert pointers that have changed since.
+  int32_t* expert_counts = nullptr;  // [n_layers, n_experts] device, or null
+  bool graph_stale = false;
 
   Impl(const ModelConfig& c, const DecoderWeights& dw, int64_t rows, uint8_t* wbase,
        uint16_t* kv_base, const KvGeometry& geo, uint8_t* sbase, cudaStream_t s)
@@ -253,6 +258,9 @@ struct GpuDecoder::Impl {
     DSOCR_CUDA_TRY(moe_router(work.x, d, L.router, nullptr, work.topk_idx, work.topk_w,
                               static_cast<int>(T), static_cast<int>(d), cfg.n_experts, cfg.top_k,
                               cfg.routed_scale, stream));
+    if (expert_counts)
+      DSOCR_CUDA_TRY(expert_count(work.topk_idx, T * cfg.top_k, cfg.n_experts,
+                                  expert_counts + static_cast<int64_t>(l) * cfg.n_experts, stream));
     if (decode || T <= kMoeDecodeMaxT) {
       DSOCR_CUDA_TRY(moe_decode(work.x, d, work.topk_idx, work.topk_w, moe_w[l], work.delta, d,
                                 GemvEpilogue::kStoreF32, work.moe_ws, static_cast<int>(T),
@@ -461,8 +469,9 @@ Expected<GpuGeneration> GpuDecoder::generate(const std::function<bool(int32_t)>&
   Impl& m = *impl_;
   if (!m.prefilled || m.pos != static_cast<int64_t>(m.prompt.size()))
     return Status::Error("generate: call begin() and prefill() first");
-  // (Re)capture the step graph when the ban rule changed; pointers never change.
-  if (!m.graph || !same_ban(m.graph_ban, m.ban)) {
+  // (Re)capture the step graph when the ban rule or an expert pointer (set_expert: offload)
+  // changed; no other pointer ever changes.
+  if (!m.graph || m.graph_stale || !same_ban(m.graph_ban, m.ban)) {
     if (m.graph) cudaGraphExecDestroy(m.graph), m.graph = nullptr;
     cudaGraph_t g = nullptr;
     DSOCR_CUDA_TRY(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal));
@@ -474,6 +483,7 @@ Expected<GpuGeneration> GpuDecoder::generate(const std::function<bool(int32_t)>&
     cudaGraphDestroy(g);
     DSOCR_CUDA_TRY(inst);
     m.graph_ban = m.ban;
+    m.graph_stale = false;
   }
   GpuGeneration out;
   const auto t0 = std::chrono::steady_clock::now();
@@ -533,6 +543,24 @@ Status GpuDecoder::forced_step(int32_t token, float* logits) {
   DSOCR_CUDA_TRY(cudaStreamSynchronize(m.stream));
   m.pos += 1;
   return Status::Ok();
+}
+
+Status GpuDecoder::set_expert(int layer, int expert, const MlpWeights& w) {
+  Impl& m = *impl_;
+  if (layer < 0 || layer >= m.cfg.n_layers || !m.w.layers[layer].moe || expert < 0 ||
+      expert >= m.cfg.n_experts || !w.gate || !w.up || !w.down)
+    return Status::Error(
+        strfmt("set_expert(layer %d, expert %d): no such routed expert, or null "
+               "weights (internal error)",
+               layer, expert));
+  m.moe_w[layer].experts[expert] = w;
+  m.graph_stale = true;
+  return Status::Ok();
+}
+
+void GpuDecoder::set_expert_counts(int32_t* counts) {
+  impl_->expert_counts = counts;
+  impl_->graph_stale = true;
 }
 
 Status GpuDecoder::end() {

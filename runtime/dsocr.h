@@ -81,7 +81,10 @@ typedef struct dsocr_options {
   const char* tokenizer_path; /* NULL: <model_dir>/tokenizer.json */
   const char* device;         /* "cuda" (default) or "cpu" */
   int gpu;                    /* CUDA device index (default 0) */
-  uint64_t gpu_mem;           /* GPU memory budget in bytes; 0: all free memory */
+  uint64_t gpu_mem;           /* GPU memory budget in bytes; 0: all free memory. Below the
+                                  all-resident plan the embedding table and routed experts live
+                                  in pinned host memory (same output); below the minimum
+                                  (dsocr-run --inspect) dsocr_open fails with DSOCR_E_OOM */
   int mode;                   /* dsocr_mode (default DSOCR_MODE_GUNDAM) */
   int max_crops;              /* Gundam: at most this many tiles, 2..9 (default 9) */
   int max_tokens;             /* most new tokens per page; 0: fill the 8192-token context */

@@ -318,8 +318,10 @@ dsocr_status dsocr_open(const dsocr_options* options, dsocr_engine** out) {
     }
     dsocr::Expected<std::unique_ptr<dsocr::Engine>> engine = dsocr::Engine::open(eo);
     if (!engine.ok()) {
-      // Over the memory budget: the planner names the largest regions and the fix.
-      if (eo.cuda && engine.message().rfind("plan needs ", 0) == 0)
+      // Over the memory budget (below the smallest offload plan): the planner names the minimum,
+      // the largest regions and the fix.
+      if (eo.cuda && (engine.message().rfind("plan needs ", 0) == 0 ||
+                      engine.message().find(" is below the minimum ") != std::string::npos))
         return fail(DSOCR_E_OOM, engine.message());
       // Missing files are I/O errors; everything else the engine refuses is the model's fault.
       const std::string tokenizer = eo.tokenizer_path.empty()

@@ -170,6 +170,7 @@ Expected<PageOutput> Engine::run(const Image& image, std::string_view prompt_in,
     lap("prefill");
     DSOCR_ASSIGN_OR_RETURN(GpuGeneration gen, dec.generate(on_token));
     DSOCR_TRY(dec.end());
+    DSOCR_TRY(impl_->gpu->between_pages());  // the expert cache's refill under offload
     out.stopped = gen.stop == kRunning;  // the callback asked to stop
     out.ids = std::move(gen.ids);
     out.eos = gen.stop == kStopEos;

@@ -16,6 +16,7 @@ PageViewsRef views_ref(const PageViews& page) {
 }
 
 GpuModel::~GpuModel() {
+  experts_.reset();
   decoder_.reset();
   vision_.reset();
   if (stream_) cudaStreamDestroy(stream_);
@@ -30,7 +31,11 @@ Expected<std::unique_ptr<GpuModel>> GpuModel::load(const ModelConfig& cfg, const
   po.poison = poison;
   DSOCR_ASSIGN_OR_RETURN(DevicePool pool, DevicePool::create(plan, po));
   m->pool_ = std::make_unique<DevicePool>(std::move(pool));
+  // The host pool first: a host that cannot pin it fails before the upload.
+  DSOCR_ASSIGN_OR_RETURN(HostPool host, HostPool::create(plan));
+  m->host_ = std::make_unique<HostPool>(std::move(host));
   DSOCR_ASSIGN_OR_RETURN(m->table_, upload_weights(ckpt, *m->pool_, UploadOptions{}, stats));
+  if (m->host_->base()) DSOCR_TRY(upload_host_weights(ckpt, *m->host_, m->table_));
   DSOCR_ASSIGN_OR_RETURN(m->w_, bind_weights(m->cfg_, m->table_.lookup()));
   DSOCR_CUDA_TRY(cudaStreamCreateWithFlags(&m->stream_, cudaStreamNonBlocking));
   auto region = [&](const char* name) -> std::pair<uint8_t*, uint64_t> {
@@ -50,7 +55,16 @@ Expected<std::unique_ptr<GpuModel>> GpuModel::load(const ModelConfig& cfg, const
       m->decoder_, GpuDecoder::create(m->cfg_, m->w_.dec, plan.prompt_tokens * plan.max_batch,
                                       work, work_bytes, kv, kv_bytes, samp, samp_bytes,
                                       m->stream_));
+  if (plan.expert_cache.active()) {
+    DSOCR_ASSIGN_OR_RETURN(
+        m->experts_, ExpertCache::create(m->cfg_, plan, m->pool_->region("expert_cache"), *m->host_,
+                                         *m->decoder_, m->stream_));
+  }
   return m;
+}
+
+Status GpuModel::between_pages() {
+  return experts_ ? experts_->refill() : Status::Ok();
 }
 
 Expected<std::unique_ptr<GpuModel>> GpuModel::open(const std::string& model_dir,

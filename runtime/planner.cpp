@@ -209,8 +209,221 @@ std::string MemoryPlan::describe() const {
                 100.0 * static_cast<double>(total) / static_cast<double>(budget));
   else
     s += strfmt("  %-24s %14s %10s  %s\n", "budget", "", "-", budget_source.c_str());
+
+  // Residency per class: the classes with host tensors, then the rest.
+  std::string residency;
+  for (const Region& r : host_regions) {
+    const std::string cls = r.name.substr(r.name.find('.') + 1);
+    residency += (residency.empty() ? "" : "; ") + cls + " host";
+    if (cls == tensor_class_name(TensorClass::kRoutedExpert) && expert_cache.active())
+      residency += strfmt(" + expert cache %d slots per layer", expert_cache.slots);
+  }
+  s += strfmt(
+      "  %-24s %s\n", "residency",
+      residency.empty() ? "all on the GPU" : (residency + "; everything else on the GPU").c_str());
+  if (!host_regions.empty()) {
+    s += "  host pool (pinned, mapped into the GPU's address space)\n";
+    for (const Region& r : host_regions)
+      s += strfmt("  %-24s %14llu %10s  %s\n", r.name.c_str(),
+                  static_cast<unsigned long long>(r.offset), format_bytes(r.bytes).c_str(),
+                  r.note.c_str());
+    s += strfmt("  %-24s %14s %10s  (%llu bytes)\n", "all host", "",
+                format_bytes(host_total).c_str(), static_cast<unsigned long long>(host_total));
+  }
+  if (expert_cache.active())
+    s += strfmt("  %-24s %14s %10s  %d of %d experts in %zu MoE layers, %s per slot\n",
+                "expert cache", "", format_bytes(expert_cache.counts_offset).c_str(),
+                expert_cache.slots, expert_cache.n_experts, expert_cache.layers.size(),
+                format_bytes(expert_cache.slot_bytes).c_str());
+  if (minimum)
+    s += strfmt(
+        "  %-24s %14s %10s  (%llu bytes) mode %s, --quant %s: embedding and routed "
+        "experts in host memory, the fewest expert slots; on the GPU: %s, ...\n",
+        "minimum budget", "", format_bytes(minimum).c_str(),
+        static_cast<unsigned long long>(minimum), mode_spec(mode).name, quant.name.c_str(),
+        minimum_consumers.c_str());
   return s;
 }
+
+bool parse_expert_name(std::string_view name, int* layer, int* expert, int* part) {
+  auto eat = [&](std::string_view lit) {
+    if (name.substr(0, lit.size()) != lit) return false;
+    name.remove_prefix(lit.size());
+    return true;
+  };
+  auto number = [&](int* v) {
+    size_t i = 0;
+    int x = 0;
+    for (; i < name.size() && i < 6 && name[i] >= '0' && name[i] <= '9'; ++i)
+      x = x * 10 + (name[i] - '0');
+    if (i == 0) return false;
+    name.remove_prefix(i);
+    *v = x;
+    return true;
+  };
+  int l = 0, e = 0;
+  if (!eat("model.layers.") || !number(&l) || !eat(".mlp.experts.") || !number(&e) || !eat("."))
+    return false;
+  static const char* kParts[] = {"gate_proj.weight", "up_proj.weight", "down_proj.weight"};
+  for (int k = 0; k < 3; ++k)
+    if (name == kParts[k]) {
+      *layer = l, *expert = e, *part = k;
+      return true;
+    }
+  return false;
+}
+
+int min_expert_slots(const ModelConfig& cfg) {
+  return std::max(0, std::min(cfg.top_k, cfg.n_experts - 1));
+}
+
+namespace {
+
+// What a layout moves to the host pool (planner.h, "Offload").
+struct Offload {
+  bool embed = false;
+  int expert_slots = -1;  // -1: routed experts on the GPU; else device slots per MoE layer
+};
+
+// True when the tensor goes to the host pool under `off`; routed experts also report where.
+bool to_host(const ModelConfig& cfg, const WeightEntry& w, const Offload& off, int* layer,
+             int* part) {
+  if (w.cls == TensorClass::kEmbed) return off.embed;
+  if (w.cls != TensorClass::kRoutedExpert || off.expert_slots < 0) return false;
+  int expert = 0;
+  return parse_expert_name(w.name, layer, &expert, part) && *layer < cfg.n_layers &&
+         expert < cfg.n_experts;
+}
+
+// Lays out the regions of `p` (whose resolved options are set) under `off`: the device weight
+// regions per class, the expert cache, KV cache, activations and sampling state; the host pool.
+Status lay_out(const ModelConfig& cfg, const std::vector<WeightEntry>& weights, const Offload& off,
+               MemoryPlan& p) {
+  p.regions.clear();
+  p.host_regions.clear();
+  p.tensor_index.clear();
+  p.expert_cache = ExpertCachePlan{};
+  uint64_t cursor = 0;
+  auto add_region = [&](std::string name, RegionKind kind, uint64_t bytes, std::string note) {
+    p.regions.push_back(Region{std::move(name), kind, cursor, bytes, std::move(note)});
+    cursor = align_up(cursor + bytes);
+  };
+
+  // Weights, one region per class in TensorClass order (per pool: [0] device, [1] host); tensors
+  // in checkpoint order inside, each slot sized for its stored format.
+  constexpr int kClasses = kTensorClassCount;
+  std::vector<uint64_t> class_bytes[2] = {std::vector<uint64_t>(kClasses, 0),
+                                          std::vector<uint64_t>(kClasses, 0)};
+  std::vector<int> class_count[2] = {std::vector<int>(kClasses, 0), std::vector<int>(kClasses, 0)};
+  std::vector<std::vector<StoredFormat>> class_formats[2] = {
+      std::vector<std::vector<StoredFormat>>(kClasses),
+      std::vector<std::vector<StoredFormat>>(kClasses)};  // distinct, first seen first
+  std::vector<TensorSlot> slots(weights.size());
+  std::vector<bool> cache_layer(cfg.n_layers, false);
+  ExpertCachePlan& ec = p.expert_cache;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const WeightEntry& w = weights[i];
+    const int c = static_cast<int>(w.cls);
+    if (c < 0 || c >= kClasses)
+      return Status::Error(
+          strfmt("tensor %s: unknown tensor class %d (internal error)", w.name.c_str(), c));
+    TensorSlot& slot = slots[i];
+    slot.name = w.name;
+    slot.stored = stored_format(p.quant, w.cls, w.out, w.in);
+    slot.nbytes = stored_bytes(slot.stored, w.out, w.in, w.nbytes);
+    int layer = -1, part = -1;
+    const int h = to_host(cfg, w, off, &layer, &part) ? 1 : 0;
+    slot.where = h ? Residency::kHost : Residency::kDevice;
+    if (part >= 0) {
+      cache_layer[layer] = true;
+      ec.part_bytes[part] = std::max(ec.part_bytes[part], slot.nbytes);
+    }
+    slot.offset = class_bytes[h][c];
+    class_bytes[h][c] = align_up(class_bytes[h][c] + slot.nbytes);
+    ++class_count[h][c];
+    std::vector<StoredFormat>& f = class_formats[h][c];
+    if (std::find(f.begin(), f.end(), slot.stored) == f.end()) f.push_back(slot.stored);
+  }
+  auto note = [&](int h, int c) {
+    std::string formats;
+    for (StoredFormat f : class_formats[h][c])
+      formats += (formats.empty() ? "" : " + ") + stored_format_name(f);
+    return strfmt("%d tensors, %s", class_count[h][c], formats.c_str());
+  };
+  std::vector<int> class_region[2] = {std::vector<int>(kClasses, -1),
+                                      std::vector<int>(kClasses, -1)};
+  for (int c = 0; c < kClasses; ++c) {
+    if (class_count[0][c] == 0) continue;
+    class_region[0][c] = static_cast<int>(p.regions.size());
+    add_region(std::string("weights.") + tensor_class_name(static_cast<TensorClass>(c)),
+               RegionKind::kWeights, class_bytes[0][c], note(0, c));
+  }
+  uint64_t host_cursor = 0;
+  for (int c = 0; c < kClasses; ++c) {
+    if (class_count[1][c] == 0) continue;
+    class_region[1][c] = static_cast<int>(p.host_regions.size());
+    p.host_regions.push_back(
+        Region{std::string("weights.") + tensor_class_name(static_cast<TensorClass>(c)),
+               RegionKind::kWeights, host_cursor, class_bytes[1][c],
+               note(1, c) + (c == static_cast<int>(TensorClass::kEmbed)
+                                 ? ", rows gathered over PCIe"
+                                 : ", read over PCIe unless cached")});
+    host_cursor = align_up(host_cursor + class_bytes[1][c]);
+  }
+  p.host_total = host_cursor;
+  p.tensors = std::move(slots);
+  for (size_t i = 0; i < p.tensors.size(); ++i) {
+    TensorSlot& t = p.tensors[i];
+    t.region = class_region[t.where == Residency::kHost][static_cast<int>(weights[i].cls)];
+    if (!p.tensor_index.emplace(t.name, i).second)
+      return Status::Error(strfmt("tensor %s listed twice (internal error)", t.name.c_str()));
+  }
+
+  // The expert cache: whole slots, each part aligned; the counters after the slots.
+  for (int l = 0; l < cfg.n_layers; ++l)
+    if (cache_layer[l]) ec.layers.push_back(l);
+  if (ec.active()) {
+    ec.slots = off.expert_slots;
+    ec.n_experts = cfg.n_experts;
+    ec.part_offset[0] = 0;
+    ec.part_offset[1] = align_up(ec.part_bytes[0]);
+    ec.part_offset[2] = ec.part_offset[1] + align_up(ec.part_bytes[1]);
+    ec.slot_bytes = align_up(ec.part_offset[2] + ec.part_bytes[2]);
+    ec.counts_offset = static_cast<uint64_t>(ec.layers.size()) * ec.slots * ec.slot_bytes;
+    ec.counts_bytes = static_cast<uint64_t>(cfg.n_layers) * cfg.n_experts * 4;
+    add_region("expert_cache", RegionKind::kWeights, ec.counts_offset + ec.counts_bytes,
+               strfmt("%d slots x %zu layers x %s, + router-choice counters", ec.slots,
+                      ec.layers.size(), format_bytes(ec.slot_bytes).c_str()));
+  }
+
+  add_region("kv_cache", RegionKind::kKvCache, kv_cache_bytes(cfg, p.kv_tokens),
+             strfmt("%d tokens x %d layers x K,V x %d x 2 B", p.kv_tokens, cfg.n_layers, cfg.dim));
+  add_region("vision", RegionKind::kActivations, vision_workspace_bytes(cfg, p.mode),
+             strfmt("the GPU encoder's carving for mode %s", mode_spec(p.mode).name));
+  add_region("decoder", RegionKind::kActivations,
+             decoder_activation_bytes(cfg, p.prompt_tokens, p.max_batch),
+             strfmt("the GPU decoder's carving: prefill of %d x %d rows + logits",
+                    p.max_batch, p.prompt_tokens));
+  add_region("sampling", RegionKind::kSampling, sampling_state_bytes(cfg, p.max_batch),
+             strfmt("%d sequence(s): history, n-gram table, banned mask", p.max_batch));
+  p.total = cursor;
+  return Status::Ok();
+}
+
+// "a 5.20 GB, b 503 MB, c 331 MB": the n largest device regions, largest first.
+std::string largest_regions(const MemoryPlan& p, size_t n) {
+  std::vector<const Region*> order;
+  for (const Region& r : p.regions) order.push_back(&r);
+  std::stable_sort(order.begin(), order.end(),
+                   [](const Region* a, const Region* b) { return a->bytes > b->bytes; });
+  std::string s;
+  for (size_t i = 0; i < order.size() && i < n; ++i)
+    s += strfmt("%s%s %s", i ? ", " : "", order[i]->name.c_str(),
+                format_bytes(order[i]->bytes).c_str());
+  return s;
+}
+
+}  // namespace
 
 Expected<MemoryPlan> plan_memory(const ModelConfig& cfg, const std::vector<WeightEntry>& weights,
                                  const PlanOptions& opt) {
@@ -234,8 +447,9 @@ Expected<MemoryPlan> plan_memory(const ModelConfig& cfg, const std::vector<Weigh
                "a prompt of up to %d tokens)",
                p.max_new_tokens, room, mode_spec(opt.mode).name, cfg.max_pos, p.prompt_tokens));
   // Whole KV pages per sequence (runtime/kv_cache.h).
-  const int per_seq = (std::min(cfg.max_pos, p.prompt_tokens + p.max_new_tokens) + kKvPageSize -
-                       1) / kKvPageSize * kKvPageSize;
+  const int per_seq =
+      (std::min(cfg.max_pos, p.prompt_tokens + p.max_new_tokens) + kKvPageSize - 1) / kKvPageSize *
+      kKvPageSize;
   const int64_t kv_max = static_cast<int64_t>(cfg.max_pos) * p.max_batch;
   p.kv_tokens = opt.kv_tokens == 0 ? per_seq * p.max_batch : opt.kv_tokens;
   if (p.kv_tokens < p.prompt_tokens + 1 || p.kv_tokens > kv_max)
@@ -244,66 +458,6 @@ Expected<MemoryPlan> plan_memory(const ModelConfig& cfg, const std::vector<Weigh
                "new token, up to %d positions x batch %d)",
                p.kv_tokens, p.prompt_tokens + 1, static_cast<long long>(kv_max),
                mode_spec(opt.mode).name, cfg.max_pos, p.max_batch));
-
-  uint64_t cursor = 0;
-  auto add_region = [&](std::string name, RegionKind kind, uint64_t bytes, std::string note) {
-    p.regions.push_back(Region{std::move(name), kind, cursor, bytes, std::move(note)});
-    cursor = align_up(cursor + bytes);
-  };
-
-  // Weights, one region per class in TensorClass order; tensors in checkpoint order inside, each
-  // slot sized for its stored format.
-  constexpr int kClasses = kTensorClassCount;
-  std::vector<uint64_t> class_bytes(kClasses, 0);
-  std::vector<int> class_count(kClasses, 0);
-  std::vector<std::vector<StoredFormat>> class_formats(kClasses);  // distinct, first seen first
-  std::vector<TensorSlot> slots(weights.size());
-  for (size_t i = 0; i < weights.size(); ++i) {
-    const WeightEntry& w = weights[i];
-    const int c = static_cast<int>(w.cls);
-    if (c < 0 || c >= kClasses)
-      return Status::Error(
-          strfmt("tensor %s: unknown tensor class %d (internal error)", w.name.c_str(), c));
-    TensorSlot& slot = slots[i];
-    slot.name = w.name;
-    slot.stored = stored_format(opt.quant, w.cls, w.out, w.in);
-    slot.nbytes = stored_bytes(slot.stored, w.out, w.in, w.nbytes);
-    slot.offset = class_bytes[c];
-    class_bytes[c] = align_up(class_bytes[c] + slot.nbytes);
-    ++class_count[c];
-    std::vector<StoredFormat>& f = class_formats[c];
-    if (std::find(f.begin(), f.end(), slot.stored) == f.end()) f.push_back(slot.stored);
-  }
-  std::vector<int> class_region(kClasses, -1);
-  for (int c = 0; c < kClasses; ++c) {
-    if (class_count[c] == 0) continue;
-    class_region[c] = static_cast<int>(p.regions.size());
-    std::string formats;
-    for (StoredFormat f : class_formats[c])
-      formats += (formats.empty() ? "" : " + ") + stored_format_name(f);
-    add_region(std::string("weights.") + tensor_class_name(static_cast<TensorClass>(c)),
-               RegionKind::kWeights, class_bytes[c],
-               strfmt("%d tensors, %s", class_count[c], formats.c_str()));
-  }
-  p.tensors = std::move(slots);
-  for (size_t i = 0; i < p.tensors.size(); ++i) {
-    TensorSlot& t = p.tensors[i];
-    t.region = class_region[static_cast<int>(weights[i].cls)];
-    if (!p.tensor_index.emplace(t.name, i).second)
-      return Status::Error(strfmt("tensor %s listed twice (internal error)", t.name.c_str()));
-  }
-
-  add_region("kv_cache", RegionKind::kKvCache, kv_cache_bytes(cfg, p.kv_tokens),
-             strfmt("%d tokens x %d layers x K,V x %d x 2 B", p.kv_tokens, cfg.n_layers, cfg.dim));
-  add_region("vision", RegionKind::kActivations, vision_workspace_bytes(cfg, opt.mode),
-             strfmt("the GPU encoder's carving for mode %s", mode_spec(opt.mode).name));
-  add_region("decoder", RegionKind::kActivations,
-             decoder_activation_bytes(cfg, p.prompt_tokens, p.max_batch),
-             strfmt("the GPU decoder's carving: prefill of %d x %d rows + logits",
-                    p.max_batch, p.prompt_tokens));
-  add_region("sampling", RegionKind::kSampling, sampling_state_bytes(cfg, p.max_batch),
-             strfmt("%d sequence(s): history, n-gram table, banned mask", p.max_batch));
-  p.total = cursor;
 
   // Budget.
   if (opt.gpu_mem > 0) {
@@ -321,20 +475,60 @@ Expected<MemoryPlan> plan_memory(const ModelConfig& cfg, const std::vector<Weigh
   } else {
     p.budget_source = "none (no GPU)";
   }
-  if (p.budget > 0 && p.total > p.budget) {
-    std::vector<const Region*> order;
-    for (const Region& r : p.regions) order.push_back(&r);
-    std::stable_sort(order.begin(), order.end(),
-                     [](const Region* a, const Region* b) { return a->bytes > b->bytes; });
-    std::string biggest;
-    for (size_t i = 0; i < order.size() && i < 3; ++i)
-      biggest += strfmt("%s%s %s", i ? ", " : "", order[i]->name.c_str(),
-                        format_bytes(order[i]->bytes).c_str());
+
+  // The all-resident plan, and the smallest one (every offload step, the fewest expert slots).
+  const MemoryPlan options = p;
+  DSOCR_TRY(lay_out(cfg, weights, Offload{}, p));
+  const int min_slots = min_expert_slots(cfg);
+  MemoryPlan least = options;
+  DSOCR_TRY(lay_out(cfg, weights, Offload{true, min_slots}, least));
+  const MemoryPlan& smallest = least.total < p.total ? least : p;
+  p.minimum = smallest.total;
+  p.minimum_consumers = largest_regions(smallest, 3);
+  auto with_minimum = [&](MemoryPlan q) {
+    q.minimum = p.minimum;
+    q.minimum_consumers = p.minimum_consumers;
+    return q;
+  };
+  if (p.budget == 0 || p.total <= p.budget) return p;
+
+  if (!opt.offload)
     return Status::Error(strfmt("plan needs %s > %s (%s): %s, ...; %s",
                                 format_bytes(p.total).c_str(), p.budget_source.c_str(),
-                                format_bytes(p.budget).c_str(), biggest.c_str(), opt.fix.c_str()));
+                                format_bytes(p.budget).c_str(), largest_regions(p, 3).c_str(),
+                                opt.fix.c_str()));
+  if (p.minimum > p.budget)
+    return Status::Error(strfmt(
+        "%s (%s) is below the minimum %s for mode %s, --quant %s, %d new tokens (on the GPU even "
+        "with the embedding and routed experts in host memory: %s, ...); %s",
+        p.budget_source.c_str(), format_bytes(p.budget).c_str(), format_bytes(p.minimum).c_str(),
+        mode_spec(p.mode).name, p.quant.name.c_str(), p.max_new_tokens, p.minimum_consumers.c_str(),
+        opt.fix.c_str()));
+
+  // Step 1: the embedding table to the host.
+  MemoryPlan q = options;
+  DSOCR_TRY(lay_out(cfg, weights, Offload{true, -1}, q));
+  if (q.total <= p.budget || !least.expert_cache.active()) return with_minimum(std::move(q));
+
+  // Step 2: the routed experts too, with as many cache slots as the budget holds. Each slot adds
+  // exactly layers x slot_bytes (a multiple of kPoolAlign) to the total.
+  const ExpertCachePlan& ec = least.expert_cache;
+  const uint64_t per_slot = static_cast<uint64_t>(ec.layers.size()) * ec.slot_bytes;
+  int slots = static_cast<int>(
+      std::min<uint64_t>(static_cast<uint64_t>(std::max(cfg.n_experts - 1, min_slots)),
+                         min_slots + (p.budget - least.total) / per_slot));
+  for (;; --slots) {
+    q = options;
+    DSOCR_TRY(lay_out(cfg, weights, Offload{true, slots}, q));
+    if (q.total <= p.budget || slots <= min_slots) break;
   }
-  return p;
+  if (q.total > p.budget)
+    return Status::Error(
+        strfmt("offload plan of %s exceeds %s (%s) (planner bug, please report "
+               "it); %s",
+               format_bytes(q.total).c_str(), p.budget_source.c_str(),
+               format_bytes(p.budget).c_str(), opt.fix.c_str()));
+  return with_minimum(std::move(q));
 }
 
 }  // namespace dsocr

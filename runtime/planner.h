@@ -11,8 +11,24 @@
 //   sampling          per-sequence sampling state (token history, n-gram table, banned mask)
 // The activation formulas are estimates from the model's shapes, written out (with their
 // arithmetic) in planner.cpp; the kernels that use the regions will tighten them.
-// plan_memory() refuses a plan larger than the budget (--gpu-mem, or the device's free memory),
-// naming the budget, the total and the largest regions.
+//
+// Offload (DESIGN.md §8). When the all-resident plan exceeds the budget, plan_memory() moves bytes
+// to pinned, mapped host memory (the "host pool", MemoryPlan::host_regions) instead of refusing,
+// in this order, stopping at the first plan that fits:
+//   1. the token-embedding table (kernels gather its rows straight from the mapped host copy:
+//      1280 x 2 B per token);
+//   2. the routed experts of every MoE layer: all of them in host memory, plus an "expert_cache"
+//      device region of N slots per MoE layer, N as large as the budget allows (at least
+//      min_expert_slots() = top_k, at most n_experts - 1). The runtime (runtime/expert_cache.h)
+//      points the MoE kernels at a slot for a cached expert and at the mapped host copy for the
+//      others, so where an expert lives never changes the arithmetic.
+// Everything else (attention, norms, router, shared experts, dense MLP, lm_head, the vision
+// towers, KV cache, activations) stays on the GPU. The smallest budget any plan of the options fits
+// (step 2 with min_expert_slots()) is MemoryPlan::minimum; a budget below it is refused with one
+// line naming the minimum and the largest regions that must stay on the GPU. Vision weights are
+// not offloaded yet (they would stream once per page through a staging region).
+// With PlanOptions::offload = false a plan larger than the budget is refused, naming the budget,
+// the total and the largest regions.
 #pragma once
 
 #include <cstdint>
@@ -67,6 +83,7 @@ struct PlanOptions {
   uint64_t gpu_mem = 0;    // budget in bytes; 0: the free memory of `device`
   int device = 0;          // CUDA device index; -1: no GPU (no budget unless gpu_mem is set)
   QuantPolicy quant;       // stored format per tensor class (default: everything BF16)
+  bool offload = true;     // false: all on the GPU or refused (never host memory)
   // How the budget and the fix are named in the over-budget message (tools put their flags here).
   std::string budget_name = "gpu_mem";
   std::string fix = "raise gpu_mem, lower max_new_tokens or use a smaller mode";
@@ -82,12 +99,42 @@ struct Region {
   std::string note;     // how the size was computed, for describe()
 };
 
+// Where a tensor's bytes live.
+enum class Residency : uint8_t {
+  kDevice,  // its slot in the device pool
+  kHost,    // its slot in the pinned, mapped host pool; kernels read it over PCIe (a routed
+            // expert is also copied into an expert-cache slot while it is hot)
+};
+
 struct TensorSlot {
   std::string name;
-  int region = 0;       // index into MemoryPlan::regions
+  int region = 0;       // index into MemoryPlan::regions (kDevice) or host_regions (kHost)
   uint64_t offset = 0;  // inside the region, multiple of kPoolAlign
   uint64_t nbytes = 0;  // as stored: the checkpoint's bytes (BF16), or values + scales
   StoredFormat stored;
+  Residency where = Residency::kDevice;
+};
+
+// A routed expert's tensor name:
+// model.layers.<layer>.mlp.experts.<expert>.<gate|up|down>_proj.weight
+// -> layer, expert and part (0 gate, 1 up, 2 down); false for any other name.
+bool parse_expert_name(std::string_view name, int* layer, int* expert, int* part);
+
+// The device expert cache of an offload plan (region "expert_cache"): for each MoE layer whose
+// routed experts live on the host, `slots` slots of slot_bytes, each holding one expert's gate,
+// up and down as stored (at part_offset[0..2]), then the router-choice counters.
+//   region = layers.size() x slots x slot_bytes, then counts_bytes (int32 [n_layers, n_experts]:
+//   the runtime's histogram of router choices, indexed by the model's layer number)
+struct ExpertCachePlan {
+  std::vector<int> layers;              // model layer numbers, ascending; empty: experts on the GPU
+  int slots = 0;                        // per layer, min_expert_slots() .. n_experts - 1
+  int n_experts = 0;                    // routed experts per layer (the model's)
+  uint64_t slot_bytes = 0;              // multiple of kPoolAlign
+  uint64_t part_offset[3] = {0, 0, 0};  // gate, up, down inside a slot
+  uint64_t part_bytes[3] = {0, 0, 0};   // the largest of each part
+  uint64_t counts_offset = 0;           // inside the region: after the slots
+  uint64_t counts_bytes = 0;
+  bool active() const { return !layers.empty(); }
 };
 
 struct MemoryPlan {
@@ -103,15 +150,29 @@ struct MemoryPlan {
   QuantPolicy quant;
   uint64_t budget = 0;        // 0: none (no GPU and no gpu_mem)
   std::string budget_source;  // "gpu_mem 6 GiB", "free memory of GPU 0", "none"
+  // Offload: the host pool (pinned, mapped; same layout rules as the device pool), its size, and
+  // the expert cache. Empty / 0 / inactive when everything is on the GPU.
+  std::vector<Region> host_regions;
+  uint64_t host_total = 0;
+  ExpertCachePlan expert_cache;
+  // The smallest budget a plan of these options fits with every offload step taken, and the
+  // largest device regions of that plan ("weights.clip 606 MB, kv_cache 503 MB, ...").
+  uint64_t minimum = 0;
+  std::string minimum_consumers;
 
   const Region* find_region(std::string_view name) const;
   const TensorSlot* find_tensor(std::string_view name) const;  // checkpoint tensor
-  // Byte offset of a tensor from the pool base.
-  uint64_t tensor_offset(const TensorSlot& t) const { return regions[t.region].offset + t.offset; }
+  // Byte offset of a tensor from the base of its pool (the device pool, or the host pool for a
+  // kHost tensor).
+  uint64_t tensor_offset(const TensorSlot& t) const {
+    return (t.where == Residency::kHost ? host_regions : regions)[t.region].offset + t.offset;
+  }
+  bool offloaded() const { return host_total > 0; }
   // Sum of the region sizes of one kind (weights, KV cache, activations, sampling).
   uint64_t kind_bytes(RegionKind kind) const;
   // Table for --inspect: the quantization policy, one row per region (offset, size, note), the
-  // bytes per region kind, the total and the budget.
+  // bytes per region kind, the total and the budget; the residency per class, the host pool, the
+  // expert cache and the minimum budget.
   std::string describe() const;
 
   std::unordered_map<std::string, size_t> tensor_index;  // name -> tensors[i]
@@ -123,9 +184,13 @@ uint64_t vision_workspace_bytes(const ModelConfig& cfg, Mode mode);
 uint64_t decoder_activation_bytes(const ModelConfig& cfg, int prompt_tokens, int max_batch);
 uint64_t sampling_state_bytes(const ModelConfig& cfg, int max_batch);
 
+// Routed-expert slots per MoE layer an offload plan keeps at least: one token's choice (top_k).
+int min_expert_slots(const ModelConfig& cfg);
+
 // Build the plan. Fails (one line) on bad options (max_new_tokens outside 1..max_pos-prompt,
 // kv_tokens too small for one prompt, ...), when the budget cannot be read (no GPU for device >=
-// 0 without gpu_mem), or when the total exceeds the budget.
+// 0 without gpu_mem), or when even the smallest offload plan exceeds the budget ("... is below
+// the minimum ..."; with offload = false: when the all-resident total exceeds it).
 Expected<MemoryPlan> plan_memory(const ModelConfig& cfg, const std::vector<WeightEntry>& weights,
                                  const PlanOptions& options);
 

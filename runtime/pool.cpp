@@ -84,7 +84,7 @@ uint8_t* DevicePool::region(std::string_view name) const {
 
 uint8_t* DevicePool::tensor(std::string_view name) const {
   const TensorSlot* t = plan_.find_tensor(name);
-  return t && base_ ? base_ + plan_.tensor_offset(*t) : nullptr;
+  return t && base_ && t->where == Residency::kDevice ? base_ + plan_.tensor_offset(*t) : nullptr;
 }
 
 Status DevicePool::poison(cudaStream_t stream) {
@@ -93,6 +93,60 @@ Status DevicePool::poison(cudaStream_t stream) {
     DSOCR_CUDA_TRY(fill_u32_device(base_ + r.offset, kPoison32, r.bytes, stream));
   }
   return Status::Ok();
+}
+
+Expected<HostPool> HostPool::create(const MemoryPlan& plan) {
+  HostPool pool;
+  if (plan.host_total == 0) return pool;
+  void* p = nullptr;
+  const cudaError_t e =
+      cudaHostAlloc(&p, plan.host_total, cudaHostAllocMapped | cudaHostAllocPortable);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    return Status::Error(
+        strfmt("cannot pin %s of host memory for the offloaded weights (%s): %s; free host memory, "
+               "raise --gpu-mem or use a smaller --mode",
+               format_bytes(plan.host_total).c_str(), cudaGetErrorName(e), cudaGetErrorString(e)));
+  }
+  pool.plan_ = plan;
+  pool.base_ = static_cast<uint8_t*>(p);
+  pool.size_ = plan.host_total;
+  void* d = nullptr;
+  DSOCR_CUDA_TRY(cudaHostGetDevicePointer(&d, p, 0));
+  pool.device_base_ = static_cast<uint8_t*>(d);
+  return pool;
+}
+
+HostPool::HostPool(HostPool&& o) noexcept
+    : plan_(std::move(o.plan_)),
+      base_(std::exchange(o.base_, nullptr)),
+      device_base_(std::exchange(o.device_base_, nullptr)),
+      size_(std::exchange(o.size_, 0)) {}
+
+HostPool& HostPool::operator=(HostPool&& o) noexcept {
+  if (this != &o) {
+    if (base_) cudaFreeHost(base_);
+    plan_ = std::move(o.plan_);
+    base_ = std::exchange(o.base_, nullptr);
+    device_base_ = std::exchange(o.device_base_, nullptr);
+    size_ = std::exchange(o.size_, 0);
+  }
+  return *this;
+}
+
+HostPool::~HostPool() {
+  if (base_) cudaFreeHost(base_);  // nothing to report to from a destructor
+}
+
+uint8_t* HostPool::host_address(std::string_view name) const {
+  const TensorSlot* t = plan_.find_tensor(name);
+  return t && base_ && t->where == Residency::kHost ? base_ + plan_.tensor_offset(*t) : nullptr;
+}
+
+uint8_t* HostPool::device_address(std::string_view name) const {
+  const TensorSlot* t = plan_.find_tensor(name);
+  return t && base_ && t->where == Residency::kHost ? device_base_ + plan_.tensor_offset(*t)
+                                                    : nullptr;
 }
 
 }  // namespace dsocr

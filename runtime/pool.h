@@ -43,7 +43,8 @@ class DevicePool {
 
   // Start of a region, or null if the plan has none of that name.
   uint8_t* region(std::string_view name) const;
-  // Device address of a checkpoint tensor's slot, or null if the plan has no such tensor.
+  // Device address of a checkpoint tensor's slot, or null if the plan has no such tensor or keeps
+  // it in the host pool.
   uint8_t* tensor(std::string_view name) const;
   // Refill every non-weight region with kPoison32 (between test cases, or to find stale reads).
   Status poison(cudaStream_t stream = nullptr);
@@ -53,6 +54,37 @@ class DevicePool {
   uint8_t* base_ = nullptr;
   uint64_t size_ = 0;
   int device_ = 0;
+};
+
+// The host pool of an offload plan (MemoryPlan::host_regions): one cudaHostAlloc of
+// plan.host_total bytes, pinned, mapped into the device's address space and portable across
+// devices. Kernels read it through device_address(); copies into the expert cache read it through
+// host_address(). Freed by the destructor.
+class HostPool {
+ public:
+  // An empty pool (base() null) when the plan keeps nothing on the host. The error names the size
+  // and what to do when the host cannot pin that much.
+  static Expected<HostPool> create(const MemoryPlan& plan);
+
+  HostPool() = default;
+  HostPool(HostPool&& o) noexcept;
+  HostPool& operator=(HostPool&& o) noexcept;
+  HostPool(const HostPool&) = delete;
+  HostPool& operator=(const HostPool&) = delete;
+  ~HostPool();  // cudaFreeHost
+
+  uint8_t* base() const { return base_; }
+  uint64_t size() const { return size_; }
+  // A host-pool tensor's slot as the CPU sees it, and as kernels see it; null if the plan has no
+  // such tensor or keeps it on the device.
+  uint8_t* host_address(std::string_view name) const;
+  uint8_t* device_address(std::string_view name) const;
+
+ private:
+  MemoryPlan plan_;
+  uint8_t* base_ = nullptr;
+  uint8_t* device_base_ = nullptr;
+  uint64_t size_ = 0;
 };
 
 }  // namespace dsocr

@@ -11,7 +11,7 @@
 #include <thread>
 #include <utility>
 
-#include "kernels/parallel.h"  // cpu_threads
+#include "kernels/parallel.h"  // cpu_threads, parallel_for
 #include "runtime/cuda_check.h"
 
 namespace dsocr {
@@ -196,6 +196,7 @@ Expected<WeightTable> upload_weights(const Checkpoint& ckpt, const DevicePool& p
                  "memory plan; plan with this checkpoint's weight_entries()",
                  ckpt.files()[t.shard].path().c_str(), t.name.c_str(),
                  static_cast<unsigned long long>(t.nbytes)));
+    if (slot->where == Residency::kHost) continue;  // upload_host_weights()
     uint8_t* dst = pool.base() + plan.tensor_offset(*slot);
     DSOCR_TRY(table.add(DeviceTensor{t.name, t.dtype, t.shape, dst, t.nbytes}));
     if (t.nbytes > 0) pieces[t.shard].push_back(Piece{t.offset, t.offset + t.nbytes, dst});
@@ -340,6 +341,26 @@ Expected<WeightTable> upload_weights(const Checkpoint& ckpt, const DevicePool& p
   }
   if (stats_out) *stats_out = st;
   return table;
+}
+
+Status upload_host_weights(const Checkpoint& ckpt, const HostPool& host, WeightTable& table) {
+  struct Copy {
+    const uint8_t* src;
+    uint8_t* dst;
+    uint64_t nbytes;
+  };
+  std::vector<Copy> copies;
+  for (const TensorInfo& t : ckpt.tensors()) {
+    uint8_t* dst = host.host_address(t.name);
+    if (!dst) continue;  // on the device
+    DSOCR_TRY(
+        table.add(DeviceTensor{t.name, t.dtype, t.shape, host.device_address(t.name), t.nbytes}));
+    copies.push_back(Copy{ckpt.bytes(t), dst, t.nbytes});
+  }
+  parallel_for(static_cast<int64_t>(copies.size()), [&](int64_t a, int64_t z) {
+    for (int64_t i = a; i < z; ++i) std::memcpy(copies[i].dst, copies[i].src, copies[i].nbytes);
+  });
+  return Status::Ok();
 }
 
 }  // namespace dsocr

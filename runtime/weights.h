@@ -85,9 +85,15 @@ class WeightTable {
 
 // Upload every tensor of `ckpt` into its slot of `pool` (the pool's plan must hold a slot of the
 // same size for each; plan_memory() with weight_entries() of this checkpoint makes one). Blocks
-// until the last copy is done. Errors name the file, the offset and what to do.
+// until the last copy is done. Errors name the file, the offset and what to do. Tensors the plan
+// keeps in the host pool are left out of the upload and of the table: upload_host_weights()
+// copies and adds them.
 Expected<WeightTable> upload_weights(const Checkpoint& ckpt, const DevicePool& pool,
                                      const UploadOptions& options = {},
                                      UploadStats* stats = nullptr);
+
+// Copy every tensor the plan keeps in `host` from the checkpoint's mapping into its slot (on
+// cpu_threads() threads) and add it to `table` with its device (mapped) address.
+Status upload_host_weights(const Checkpoint& ckpt, const HostPool& host, WeightTable& table);
 
 }  // namespace dsocr

@@ -77,6 +77,8 @@ std::string usage() {
          "                  282,912,2048, decode attention at the last)\n"
          "  --tokens N      tokens decoded per run (default 128)\n"
          "  --reps N        runs per figure; the median is reported (default 5)\n"
+         "  --gpu-mem SIZE  decode, e2e: GPU memory budget (6G, 2500M); under the all-resident\n"
+         "                  total the embedding and routed experts go to host memory (offload)\n"
          "  --json FILE     also write the figures as JSON\n"
          "  -h, --help      this text\n";
 }
@@ -88,6 +90,8 @@ struct Args {
   bool progress = isatty(2);
   std::vector<int> ctx;
   int tokens = 128, reps = 5;
+  uint64_t gpu_mem = 0;  // 0: the GPU's free memory
+  std::string gpu_mem_text;
 };
 
 Expected<int> parse_int(const std::string& flag, const std::string& v, int lo, int hi) {
@@ -146,6 +150,11 @@ Expected<Args> parse(int argc, char** argv) {
                              "'decode\\.|prefill912'");
       }
       a.filter = v;
+    } else if (f == "--gpu-mem") {
+      Expected<uint64_t> b = parse_size(v);
+      if (!b.ok()) return Status::Error("--gpu-mem: " + b.message());
+      a.gpu_mem = *b;
+      a.gpu_mem_text = v;
     } else if (f == "--tokens") {
       DSOCR_ASSIGN_OR_RETURN(a.tokens, parse_int(f, v, 1, 4096));
     } else if (f == "--reps") {
@@ -210,11 +219,20 @@ Status run_decode(const Args& a) {
   po.mode = Mode::kGundam;
   po.max_new_tokens = std::min(a.tokens, 8192 - max_prompt_tokens(Mode::kGundam));
   po.device = 0;
-  po.budget_name = "the GPU's free memory";
+  po.gpu_mem = a.gpu_mem;
+  po.budget_name = a.gpu_mem ? "--gpu-mem " + a.gpu_mem_text : "the GPU's free memory";
+  po.fix = "raise --gpu-mem or lower --tokens";
   DSOCR_ASSIGN_OR_RETURN(std::unique_ptr<GpuModel> model, GpuModel::open(a.model, po));
   const ModelConfig& cfg = model->cfg();
   GpuDecoder& dec = model->decoder();
   nlohmann::json out = {{"gpu", prop.name}, {"copy_gbps", copy_gbps}, {"results", nlohmann::json::array()}};
+  const MemoryPlan& plan = model->plan();
+  out["host_gb"] = plan.host_total * 1e-9;
+  out["expert_cache_slots"] = plan.expert_cache.active() ? plan.expert_cache.slots : -1;
+  if (plan.offloaded())
+    std::fprintf(stderr, "%s: offload: %s in host memory, expert cache %d slots per MoE layer\n",
+                 kTool, format_bytes(plan.host_total).c_str(),
+                 plan.expert_cache.active() ? plan.expert_cache.slots : 0);
   std::printf("%-10s %10s %12s %12s %12s %10s %10s\n", "ctx", "prefill ms", "decode ms/tok",
               "tokens/s", "MB/token", "GB/s", "% of copy");
   for (int ctx : a.ctx) {
@@ -238,6 +256,7 @@ Status run_decode(const Args& a) {
           std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       DSOCR_ASSIGN_OR_RETURN(GpuGeneration g, dec.generate());
       DSOCR_TRY(dec.end());
+      DSOCR_TRY(model->between_pages());  // the expert cache's refill under offload
       if (static_cast<int>(g.ids.size()) != a.tokens)
         return Status::Error(strfmt("decoded %zu tokens, expected %d", g.ids.size(), a.tokens));
       if (rep > 0) prefill_ms.push_back(pms), decode_ms.push_back(g.decode_ms / a.tokens);
@@ -654,6 +673,7 @@ Status run_e2e(const Args& a) {
     eo.max_tokens = a.tokens;
     eo.cuda = true;
     eo.ignore_eos = true;
+    eo.gpu_mem = a.gpu_mem;
     if (a.progress) std::fprintf(stderr, "%s: %s: loading\n", kTool, mode_name.c_str());
     DSOCR_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::open(eo));
     std::map<std::string, std::vector<double>> ms;

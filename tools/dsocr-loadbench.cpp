@@ -197,7 +197,9 @@ Status load(const Args& a) {
     DSOCR_TRY(validate_checkpoint(ckpt, schema));
     DSOCR_ASSIGN_OR_RETURN(std::vector<WeightEntry> entries, weight_entries(ckpt, schema));
     const double t1 = now();
-    DSOCR_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(cfg, entries, PlanOptions{}));
+    PlanOptions plan_options;
+    plan_options.offload = false;  // the load rate of the whole checkpoint into the GPU
+    DSOCR_ASSIGN_OR_RETURN(MemoryPlan plan, plan_memory(cfg, entries, plan_options));
     const double t2 = now();
     PoolOptions po;
     po.poison = false;

@@ -156,7 +156,9 @@ const std::vector<Flag>& flags() {
          return Status::Ok();
        }},
       {"--gpu-mem", "SIZE",
-       "GPU memory budget, e.g. 6G, 2500M, 1.5GB (default: the GPU's free memory)",
+       "GPU memory budget, e.g. 6G, 2500M, 1.5GB (default: the GPU's free memory); below the "
+       "all-resident plan the embedding and routed experts go to host memory, below the minimum "
+       "(--inspect prints it) it is refused",
        [](RunOptions& o, std::string_view v) -> Status {
          Expected<uint64_t> s = parse_size(v);
          if (!s.ok()) return Status::Error("--gpu-mem: " + s.message());

@@ -245,9 +245,10 @@ TEST_F(Cli, InspectPrintsCheckpointAndPlan) {
   EXPECT_EQ(v.code, 0);
   EXPECT_EQ(v.out, r.out);
   EXPECT_NE(v.err.find("validated"), std::string::npos) << v.err;
-  // --gpu-mem is checked even without a GPU, so a plan can be checked for another card.
+  // --gpu-mem is checked even without a GPU, so a plan can be checked for another card; below
+  // the smallest offload plan it is refused (tests below).
   expect_one_line_error(run("--model '" + dir.string() + "' --inspect --device cpu --gpu-mem 1G"),
-                        1, "plan needs ");
+                        1, "is below the minimum");
   Result big = run("--model '" + dir.string() + "' --inspect --device cpu --gpu-mem 80G");
   EXPECT_EQ(big.code, 0) << big.err;
   EXPECT_NE(big.out.find("--gpu-mem 80G"), std::string::npos) << big.out;
@@ -255,6 +256,51 @@ TEST_F(Cli, InspectPrintsCheckpointAndPlan) {
   for (const char* want : {"weights: --quant bf16: all bf16", "stored as",
                            "(6672215552 bytes)"})  // all weights: the tensors + 3 kB of alignment
     EXPECT_NE(r.out.find(want), std::string::npos) << want << " missing from:\n" << r.out;
+}
+
+// Offload under --gpu-mem (runtime/planner.h "Offload"), without a GPU: below the minimum one
+// line naming it; between the minimum and the all-resident total an offload plan; above it none.
+TEST_F(Cli, InspectOffloadPlan) {
+  const fs::path dir = full_checkpoint();
+  const std::string inspect = "--model '" + dir.string() + "' --inspect --device cpu ";
+  // Gundam, BF16, the full context: 7.58 GB all on the GPU; the smallest offload plan 2.86 GB
+  // (tests/unit/offload_plan_test.cpp has the arithmetic).
+  Result all = run(inspect);
+  ASSERT_EQ(all.code, 0) << all.err;
+  for (const char* want : {"residency                all on the GPU", "minimum budget",
+                           "2.86 GB  (2856", "weights.clip 606 MB, kv_cache 503 MB"})
+    EXPECT_NE(all.out.find(want), std::string::npos) << want << " missing from:\n" << all.out;
+  EXPECT_EQ(all.out.find("host pool"), std::string::npos) << all.out;
+
+  Result low = run(inspect + "--gpu-mem 2500M");
+  expect_one_line_error(low, 1,
+                        "--gpu-mem 2500M (2.62 GB) is below the minimum 2.86 GB for mode gundam, "
+                        "--quant bf16");
+  EXPECT_NE(low.err.find("weights.clip 606 MB, kv_cache 503 MB, expert_cache 454 MB, ...); raise "
+                         "--gpu-mem, lower --max-tokens or use a smaller --mode"),
+            std::string::npos)
+      << low.err;
+  // A smaller mode and fewer tokens lower the minimum below the same budget.
+  Result tiny = run(inspect + "--gpu-mem 2500M --mode tiny --max-tokens 256");
+  EXPECT_EQ(tiny.code, 0) << tiny.err;
+  EXPECT_NE(tiny.out.find("routed_expert host + expert cache"), std::string::npos) << tiny.out;
+
+  // 4 GiB: embedding and routed experts on the host, 24 cache slots per MoE layer.
+  Result mid = run(inspect + "--gpu-mem 4G");
+  ASSERT_EQ(mid.code, 0) << mid.err;
+  for (const char* want :
+       {"residency                embed host; routed_expert host + expert cache 24 slots per "
+        "layer; everything else on the GPU",
+        "host pool (pinned, mapped", "weights.embed", "weights.routed_expert", "all host",
+        "24 of 64 experts in 11 MoE layers, 6.88 MB per slot", "expert_cache", "--gpu-mem 4G"})
+    EXPECT_NE(mid.out.find(want), std::string::npos) << want << " missing from:\n" << mid.out;
+  // 7.5 GB: only the embedding table moves.
+  Result high = run(inspect + "--gpu-mem 7.5GB");
+  ASSERT_EQ(high.code, 0) << high.err;
+  EXPECT_NE(high.out.find("residency                embed host; everything else on the GPU"),
+            std::string::npos)
+      << high.out;
+  EXPECT_EQ(high.out.find("expert cache"), std::string::npos) << high.out;
 }
 
 // The words of the first line of `out` that starts with "  <first> ", joined by single spaces.
@@ -421,9 +467,11 @@ TEST_F(Cli, BenchErrorsAndCompare) {
   expect_one_line_bench(bench("e2e"), 2, "e2e needs --model DIR");
   expect_one_line_bench(bench("e2e --model x --modes tiny,huge"), 2, "unknown mode 'huge'");
   expect_one_line_bench(bench("decode --model x --ctx 1"), 2, "--ctx 1");
+  expect_one_line_bench(bench("decode --model x --gpu-mem 3X"), 2, "--gpu-mem: size '3X'");
   Result help = bench("--help");
   EXPECT_EQ(help.code, 0);
   EXPECT_NE(help.out.find("dsocr-bench kernels"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("--gpu-mem SIZE"), std::string::npos) << help.out;
   // compare: the baseline's stages beside ours, speed-up = theirs / ours.
   const fs::path base = *tmp_ / "torch.json", ours = *tmp_ / "ours.json", e2e = *tmp_ / "e2e.json";
   std::ofstream(base) << R"({"results": [

@@ -235,6 +235,8 @@ TEST(Planner, BadOptionsAreOneLineErrors) {
   EXPECT_FALSE(plan_memory(cfg, weights, o).ok());
 }
 
+// Without offload (PlanOptions::offload = false); tests/unit/offload_plan_test.cpp covers the
+// offload plans and their minimum.
 TEST(Planner, OverBudgetNamesTotalBudgetAndBiggestRegions) {
   const ModelConfig cfg;
   std::vector<WeightEntry> weights = {
@@ -244,6 +246,7 @@ TEST(Planner, OverBudgetNamesTotalBudgetAndBiggestRegions) {
       {"d", 1000, TensorClass::kNorm},
   };
   PlanOptions o = no_gpu(Mode::kGundam);
+  o.offload = false;
   o.gpu_mem = 6ull << 30;
   o.budget_name = "--gpu-mem 6G";
   o.fix = "raise --gpu-mem or use a smaller --mode";
