@@ -4,6 +4,7 @@
 
 #include "loader/schema.h"
 #include "runtime/cuda_check.h"
+#include "runtime/weights_quant.h"
 
 namespace dsocr {
 
@@ -30,6 +31,11 @@ Expected<std::unique_ptr<GpuModel>> GpuModel::load(const ModelConfig& cfg, const
   po.poison = poison;
   DSOCR_ASSIGN_OR_RETURN(DevicePool pool, DevicePool::create(plan, po));
   m->pool_ = std::make_unique<DevicePool>(std::move(pool));
+  for (TensorClass c : {TensorClass::kSam, TensorClass::kClip, TensorClass::kProjector})
+    if (plan.quant.of(c) != WeightFormat::kBf16)
+      return Status::Error(strfmt("%s weights as %s: the GPU encoder has no quantized kernels "
+                                  "yet; use --quant-vision bf16",
+                                  tensor_class_name(c), weight_format_name(plan.quant.of(c))));
   DSOCR_ASSIGN_OR_RETURN(m->table_, upload_weights(ckpt, *m->pool_, UploadOptions{}, stats));
   DSOCR_ASSIGN_OR_RETURN(m->w_, bind_weights(m->cfg_, m->table_.lookup()));
   DSOCR_CUDA_TRY(cudaStreamCreateWithFlags(&m->stream_, cudaStreamNonBlocking));
@@ -44,12 +50,15 @@ Expected<std::unique_ptr<GpuModel>> GpuModel::load(const ModelConfig& cfg, const
   if (!work || !kv || !samp || !vis)
     return Status::Error(
         "memory plan lacks a decoder, kv_cache, sampling or vision region (planner bug)");
+  // Quantized slots: BF16 rows staged through the vision region, idle until the encoder exists.
+  if (!plan.quant.all_bf16())
+    DSOCR_TRY(quantize_weights(ckpt, *m->pool_, vis, vis_bytes, m->stream_));
   DSOCR_ASSIGN_OR_RETURN(m->vision_, VisionGpu::create(m->cfg_, m->w_, vis, vis_bytes,
                                                        vision_groups(plan.mode)));
   DSOCR_ASSIGN_OR_RETURN(
       m->decoder_, GpuDecoder::create(m->cfg_, m->w_.dec, plan.prompt_tokens * plan.max_batch,
                                       work, work_bytes, kv, kv_bytes, samp, samp_bytes,
-                                      m->stream_));
+                                      m->stream_, plan.quant));
   return m;
 }
 
