@@ -13,6 +13,7 @@
 #include "kernels/linear.h"
 #include "kernels/moe.h"
 #include "kernels/prefill_attention.h"
+#include "kernels/quant.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/rope.h"
 #include "loader/bf16.h"
@@ -50,7 +51,8 @@ struct Work {
                        //   add_rmsnorm
   uint16_t* delta16;   // [max_rows, dim] BF16 sublayer output of the GEMM paths (prefill)
   uint16_t* mlp;       // [max_rows, 2 dense_inter] BF16 gate | up, SiLU·mul in place
-  void* moe_ws;        // moe_prefill / moe_decode scratch
+  void* moe_ws;        // moe_prefill / moe_decode scratch; quantized prefill: dequantized weights
+  uint64_t moe_ws_bytes;
   int32_t* topk_idx;   // [max_rows, top_k]
   float* topk_w;       // [max_rows, top_k]
   int32_t* pos_ids;    // [max_rows] positions of a prefill
@@ -79,7 +81,8 @@ Work carve_work(const ModelConfig& c, int64_t rows, uint8_t* base) {
   w.delta = cv.take<float>(rows * c.dim);
   w.delta16 = cv.take<uint16_t>(rows * c.dim);
   w.mlp = cv.take<uint16_t>(rows * 2 * c.dense_inter);
-  w.moe_ws = cv.take<uint8_t>(moe_ws_bytes(c, rows));
+  w.moe_ws_bytes = moe_ws_bytes(c, rows);
+  w.moe_ws = cv.take<uint8_t>(w.moe_ws_bytes);
   w.topk_idx = cv.take<int32_t>(rows * c.top_k);
   w.topk_w = cv.take<float>(rows * c.top_k);
   w.pos_ids = cv.take<int32_t>(rows);
@@ -127,6 +130,13 @@ struct GpuDecoder::Impl {
   cudaStream_t stream;
   GemmRunner gemm;
   MoeDeviceWeights moe_w[64];  // per layer (index = layer; dense layer unused)
+  // Every decoder linear weight with its stored format (kernels/quant.h; BF16: the DecoderWeights
+  // pointer, format kBf16). Index = layer.
+  struct LayerQ {
+    QWeight qkv[3], o, gate, up, down;
+  };
+  std::vector<LayerQ> lq;
+  QWeight lm_head_q;
   std::vector<int32_t> prompt;
   int max_new = 0;
   NGramBan ban;
@@ -180,6 +190,49 @@ struct GpuDecoder::Impl {
     return Status::Ok();
   }
 
+  // y = x·Wᵀ for m <= 8 rows, W = `parts` weights of `rows` rows each stacked along n (q|k|v):
+  // gemv for BF16 (the call the BF16 path always made), gemv_quant otherwise.
+  Status gemv_w(const uint16_t* x, int64_t ldx, const QWeight* w, int parts, int64_t rows,
+                void* y, int64_t ldy, int m, int64_t k, GemvEpilogue ep) {
+    if (w[0].format == WeightFormat::kBf16) {
+      GemvWeights g;
+      g.parts = parts;
+      for (int i = 0; i < parts; ++i) g.w[i] = static_cast<const uint16_t*>(w[i].q), g.rows[i] = rows;
+      DSOCR_CUDA_TRY(gemv(x, ldx, g, k, y, ldy, m, k, ep, stream));
+    } else {
+      QGemvWeights g;
+      g.parts = parts, g.format = w[0].format, g.group = w[0].group;
+      for (int i = 0; i < parts; ++i) g.q[i] = w[i].q, g.scale[i] = w[i].scale, g.rows[i] = rows;
+      DSOCR_CUDA_TRY(gemv_quant(x, ldx, g, y, ldy, m, k, ep, stream));
+    }
+    return Status::Ok();
+  }
+
+  // The prefill's linear for a weight in any format. Quantized: gemv_quant for T <= 8 rows;
+  // otherwise W is dequantized to BF16 block by block into the MoE scratch (idle during attention
+  // and the dense MLP) and each block of output columns is one cuBLASLt GEMM.
+  Status linear_w(const uint16_t* a, int64_t lda, const QWeight& w, int64_t n, int64_t k,
+                  uint16_t* out, int64_t ldo, int64_t T) {
+    if (w.format == WeightFormat::kBf16)
+      return linear(a, lda, static_cast<const uint16_t*>(w.q), n, k, out, ldo, T);
+    if (T <= kDecodeGemvMaxM) {
+      DSOCR_CUDA_TRY(gemv_quant(a, lda, qgemv_weights(w, n), out, ldo, static_cast<int>(T), k,
+                                GemvEpilogue::kStoreBf16, stream));
+      return Status::Ok();
+    }
+    const int64_t block = std::min<int64_t>(
+        n, static_cast<int64_t>(work.moe_ws_bytes / (static_cast<uint64_t>(k) * 2)) / 64 * 64);
+    if (block < 1)
+      return Status::Error("decoder: MoE scratch smaller than 64 weight rows (planner bug)");
+    auto* scratch = static_cast<uint16_t*>(work.moe_ws);
+    for (int64_t r0 = 0; r0 < n; r0 += block) {
+      const int64_t rows = std::min(block, n - r0);
+      DSOCR_CUDA_TRY(dequantize_bf16(w, k, r0, rows, scratch, stream));
+      DSOCR_TRY(linear(a, lda, scratch, rows, k, out + r0, ldo, T));
+    }
+    return Status::Ok();
+  }
+
   // h += the last sublayer's output (one rounding), x = rmsnorm(h) with gain w.
   Status add_norm(const uint16_t* w, int64_t T) {
     const int64_t d = cfg.dim;
@@ -195,20 +248,14 @@ struct GpuDecoder::Impl {
 
   // ---- one layer over T rows at positions pos_dev[0..T) (prefill) or the state's pos (decode)
   Status attention_block(int l, int64_t T, const int32_t* pos_dev, bool decode) {
-    const DecoderLayerWeights& L = w.layers[l];
+    const LayerQ& Q = lq[l];
     const int64_t d = cfg.dim;
     const float scale = 1.f / std::sqrt(static_cast<float>(cfg.head_dim));
     if (decode) {
-      GemvWeights qkv;
-      qkv.parts = 3;
-      qkv.w[0] = L.q, qkv.w[1] = L.k, qkv.w[2] = L.v;
-      qkv.rows[0] = qkv.rows[1] = qkv.rows[2] = d;
-      DSOCR_CUDA_TRY(gemv(work.x, d, qkv, d, work.qkv, 3 * d, 1, d, GemvEpilogue::kStoreBf16,
-                          stream));
+      DSOCR_TRY(gemv_w(work.x, d, Q.qkv, 3, d, work.qkv, 3 * d, 1, d, GemvEpilogue::kStoreBf16));
     } else {
-      const uint16_t* ws[3] = {L.q, L.k, L.v};
       for (int i = 0; i < 3; ++i)
-        DSOCR_TRY(linear(work.x, d, ws[i], d, d, work.qkv + i * d, 3 * d, T));
+        DSOCR_TRY(linear_w(work.x, d, Q.qkv[i], d, d, work.qkv + i * d, 3 * d, T));
     }
     const PagedKv pkv = layer_kv(l);
     // Decode steps run from a captured graph shared by every sequence: bound the cache write by
@@ -220,13 +267,12 @@ struct GpuDecoder::Impl {
     if (decode) {
       DSOCR_CUDA_TRY(decode_attention(work.qkv, pkv, pos_dev, work.attn, work.attn_ws, cfg.max_pos,
                                       cfg.n_heads, cfg.head_dim, scale, stream));
-      DSOCR_CUDA_TRY(gemv(work.attn, d, gemv_weights(L.o, d), d, work.delta, d, 1, d,
-                          GemvEpilogue::kStoreF32, stream));
+      DSOCR_TRY(gemv_w(work.attn, d, &Q.o, 1, d, work.delta, d, 1, d, GemvEpilogue::kStoreF32));
       delta_bf16 = false;
     } else {
       DSOCR_CUDA_TRY(prefill_attention(work.qkv, 3 * d, pkv, pos, static_cast<int>(T), work.attn,
                                        d, cfg.n_heads, cfg.head_dim, scale, stream));
-      DSOCR_TRY(linear(work.attn, d, L.o, d, d, work.delta16, d, T));
+      DSOCR_TRY(linear_w(work.attn, d, Q.o, d, d, work.delta16, d, T));
       delta_bf16 = true;
     }
     return Status::Ok();
@@ -234,22 +280,27 @@ struct GpuDecoder::Impl {
 
   Status mlp_block(int l, int64_t T, bool decode) {
     const DecoderLayerWeights& L = w.layers[l];
+    const LayerQ& Q = lq[l];
     const int64_t d = cfg.dim;
     if (!L.moe) {
       const int64_t inter = cfg.dense_inter;
       if (decode) {
-        DSOCR_CUDA_TRY(gemv_swiglu(work.x, d, L.dense.gate, L.dense.up, d, work.mlp, inter, 1,
-                                   inter, d, stream));
-        DSOCR_CUDA_TRY(gemv(work.mlp, inter, gemv_weights(L.dense.down, d), inter, work.delta, d,
-                            1, inter, GemvEpilogue::kStoreF32, stream));
+        if (Q.gate.format == WeightFormat::kBf16)
+          DSOCR_CUDA_TRY(gemv_swiglu(work.x, d, L.dense.gate, L.dense.up, d, work.mlp, inter, 1,
+                                     inter, d, stream));
+        else
+          DSOCR_CUDA_TRY(gemv_quant_swiglu(work.x, d, Q.gate, Q.up, work.mlp, inter, 1, inter, d,
+                                           stream));
+        DSOCR_TRY(gemv_w(work.mlp, inter, &Q.down, 1, d, work.delta, d, 1, inter,
+                         GemvEpilogue::kStoreF32));
         delta_bf16 = false;
       } else {
-        const uint16_t* gu[2] = {L.dense.gate, L.dense.up};
+        const QWeight* gu[2] = {&Q.gate, &Q.up};
         for (int i = 0; i < 2; ++i)
-          DSOCR_TRY(linear(work.x, d, gu[i], inter, d, work.mlp + i * inter, 2 * inter, T));
+          DSOCR_TRY(linear_w(work.x, d, *gu[i], inter, d, work.mlp + i * inter, 2 * inter, T));
         DSOCR_CUDA_TRY(silu_mul_bf16(work.mlp, 2 * inter, work.mlp + inter, 2 * inter, work.mlp,
                                      2 * inter, T, inter, stream));
-        DSOCR_TRY(linear(work.mlp, 2 * inter, L.dense.down, d, inter, work.delta16, d, T));
+        DSOCR_TRY(linear_w(work.mlp, 2 * inter, Q.down, d, inter, work.delta16, d, T));
         delta_bf16 = true;
       }
       return Status::Ok();
@@ -266,6 +317,19 @@ struct GpuDecoder::Impl {
                                 GemvEpilogue::kStoreF32, work.moe_ws, static_cast<int>(T),
                                 static_cast<int>(d), cfg.n_experts, cfg.top_k, cfg.moe_inter,
                                 cfg.shared_inter(), stream));
+    } else if (moe_w[l].expert_format != WeightFormat::kBf16 ||
+               moe_w[l].shared_format != WeightFormat::kBf16) {
+      // Quantized experts: moe_prefill's grouped GEMM reads BF16 only, so the prefill runs the
+      // decode MoE over chunks of 8 rows (correct, but it reads the chosen experts once per
+      // chunk; a dequantizing grouped GEMM is the next step).
+      for (int64_t r0 = 0; r0 < T; r0 += kMoeDecodeMaxT) {
+        const int rows = static_cast<int>(std::min<int64_t>(kMoeDecodeMaxT, T - r0));
+        DSOCR_CUDA_TRY(moe_decode(work.x + r0 * d, d, work.topk_idx + r0 * cfg.top_k,
+                                  work.topk_w + r0 * cfg.top_k, moe_w[l], work.delta + r0 * d, d,
+                                  GemvEpilogue::kStoreF32, work.moe_ws, rows,
+                                  static_cast<int>(d), cfg.n_experts, cfg.top_k, cfg.moe_inter,
+                                  cfg.shared_inter(), stream));
+      }
     } else {
       DSOCR_CUDA_TRY(moe_prefill(work.x, d, work.topk_idx, work.topk_w, moe_w[l], work.delta, d,
                                  GemvEpilogue::kStoreF32, work.moe_ws, static_cast<int>(T),
@@ -307,8 +371,8 @@ struct GpuDecoder::Impl {
     }
     DSOCR_TRY(add_norm(w.final_norm, T));
     DSOCR_TRY(tap_rows(tap, cfg.n_layers, T));
-    DSOCR_CUDA_TRY(gemv(work.x + (T - 1) * d, d, gemv_weights(w.lm_head, cfg.vocab), d,
-                        work.logits, cfg.vocab, 1, d, GemvEpilogue::kStoreF32, stream));
+    DSOCR_TRY(gemv_w(work.x + (T - 1) * d, d, &lm_head_q, 1, cfg.vocab, work.logits, cfg.vocab,
+                     1, d, GemvEpilogue::kStoreF32));
     return Status::Ok();
   }
 
@@ -335,6 +399,65 @@ struct GpuDecoder::Impl {
   }
 };
 
+namespace {
+
+// Each decoder linear weight's stored format (the planner sized its slot for it) -> Impl::lq,
+// lm_head_q and the MoE weights' formats and scales. One line for what the kernels lack.
+Status bind_formats(GpuDecoder::Impl& m, const QuantPolicy& quant) {
+  const ModelConfig& c = m.cfg;
+  const int64_t d = c.dim;
+  auto qw = [&](const uint16_t* p, TensorClass cls, int64_t n, int64_t k) {
+    const StoredFormat f = stored_format(quant, cls, n, k);
+    return qweight_in_slot(p, f.format, n, k, f.group);
+  };
+  // An MLP's three weights -> MlpWeights + MlpScales; one format and group for all three.
+  auto mlp = [&](const MlpWeights& w, TensorClass cls, int64_t inter, MlpWeights* mw,
+                 MlpScales* sc, WeightFormat* f, int* group) -> Status {
+    const QWeight g = qw(w.gate, cls, inter, d), u = qw(w.up, cls, inter, d),
+                  dn = qw(w.down, cls, d, inter);
+    if (g.format != dn.format || g.group != dn.group)
+      return Status::Error(strfmt("%s: gate/up stored as %s, down as %s; the decode MoE needs one "
+                                  "format per MLP; use --quant-group 64 or int8",
+                                  tensor_class_name(cls), weight_format_name(g.format),
+                                  weight_format_name(dn.format)));
+    *mw = w;
+    *sc = {g.scale, u.scale, dn.scale};
+    *f = g.format, *group = g.group;
+    return Status::Ok();
+  };
+  m.lq.assign(c.n_layers, {});
+  for (int l = 0; l < c.n_layers; ++l) {
+    const DecoderLayerWeights& L = m.w.layers[l];
+    GpuDecoder::Impl::LayerQ& Q = m.lq[l];
+    Q.qkv[0] = qw(L.q, TensorClass::kAttn, d, d);
+    Q.qkv[1] = qw(L.k, TensorClass::kAttn, d, d);
+    Q.qkv[2] = qw(L.v, TensorClass::kAttn, d, d);
+    Q.o = qw(L.o, TensorClass::kAttn, d, d);
+    if (!L.moe) {
+      Q.gate = qw(L.dense.gate, TensorClass::kDenseMlp, c.dense_inter, d);
+      Q.up = qw(L.dense.up, TensorClass::kDenseMlp, c.dense_inter, d);
+      Q.down = qw(L.dense.down, TensorClass::kDenseMlp, d, c.dense_inter);
+      continue;
+    }
+    MoeDeviceWeights& mw = m.moe_w[l];
+    for (int e = 0; e < c.n_experts; ++e)
+      DSOCR_TRY(mlp(L.experts[e], TensorClass::kRoutedExpert, c.moe_inter, &mw.experts[e],
+                    &mw.expert_scales[e], &mw.expert_format, &mw.expert_group));
+    DSOCR_TRY(mlp(L.shared, TensorClass::kSharedExpert, c.shared_inter(), &mw.shared,
+                  &mw.shared_scales, &mw.shared_format, &mw.shared_group));
+    if (!moe_decode_supports(mw.expert_format, mw.shared_format))
+      return Status::Error(strfmt(
+          "routed experts %s with shared experts %s: no decode MoE kernel for this pair; use "
+          "the same format for both (--quant-experts / --quant-dense) or int4 experts with int8 "
+          "shared experts",
+          weight_format_name(mw.expert_format), weight_format_name(mw.shared_format)));
+  }
+  m.lm_head_q = qw(m.w.lm_head, TensorClass::kLmHead, c.vocab, d);
+  return Status::Ok();
+}
+
+}  // namespace
+
 uint64_t GpuDecoder::workspace_bytes(const ModelConfig& cfg, int64_t max_rows) {
   return carve_work(cfg, max_rows, nullptr).bytes;
 }
@@ -350,7 +473,8 @@ Expected<std::unique_ptr<GpuDecoder>> GpuDecoder::create(const ModelConfig& cfg,
                                                          uint8_t* work, uint64_t work_bytes,
                                                          uint8_t* kv, uint64_t kv_bytes,
                                                          uint8_t* sampling, uint64_t samp_bytes,
-                                                         cudaStream_t stream) {
+                                                         cudaStream_t stream,
+                                                         const QuantPolicy& quant) {
   if (max_rows < 1 || max_rows > cfg.max_pos)
     return Status::Error(strfmt("decoder: max_rows %lld outside 1..%d",
                                 static_cast<long long>(max_rows), cfg.max_pos));
@@ -371,12 +495,7 @@ Expected<std::unique_ptr<GpuDecoder>> GpuDecoder::create(const ModelConfig& cfg,
   auto impl = std::make_unique<Impl>(cfg, w, max_rows, work, reinterpret_cast<uint16_t*>(kv), geo,
                                      sampling, stream);
   DSOCR_CUDA_TRY(impl->gemm.init(impl->work.gemm_ws, GemmRunner::kWorkspaceBytes));
-  for (int l = 0; l < cfg.n_layers; ++l) {
-    const DecoderLayerWeights& L = w.layers[l];
-    if (!L.moe) continue;
-    for (int e = 0; e < cfg.n_experts; ++e) impl->moe_w[l].experts[e] = L.experts[e];
-    impl->moe_w[l].shared = L.shared;
-  }
+  DSOCR_TRY(bind_formats(*impl, quant));
   DSOCR_CUDA_TRY(cudaHostAlloc(reinterpret_cast<void**>(&impl->host_state),
                                2 * sizeof(DecodeSeqState), 0));
   for (auto& e : impl->ev) DSOCR_CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));

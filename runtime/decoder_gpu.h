@@ -30,6 +30,7 @@
 #include "runtime/decoder_cpu.h"  // HiddenTap
 #include "runtime/kv_cache.h"
 #include "runtime/model_weights.h"
+#include "runtime/quant_policy.h"
 
 namespace dsocr {
 
@@ -47,12 +48,19 @@ class GpuDecoder {
 
   // w: device pointers (bind_weights over the pool). Regions: device memory of the sizes above;
   // kv: the "kv_cache" region (KvGeometry::fit decides the pages). The stream is used for all work.
+  // quant: the policy the weights were stored with (runtime/quant_policy.h; each decoder linear
+  // weight's slot holds values + scales for its stored_format): quantized weights run the
+  // kernels/quant.h GEMVs and the quantized moe_decode; prefill dequantizes attention / dense
+  // weights into the MoE scratch block by block for cuBLASLt and runs a quantized MoE as
+  // moe_decode over 8-row chunks (slower than the BF16 grouped GEMM; a fused dequantizing GEMM is
+  // the next step). A combination the kernels lack is a one-line error.
   static Expected<std::unique_ptr<GpuDecoder>> create(const ModelConfig& cfg,
                                                       const DecoderWeights& w, int64_t max_rows,
                                                       uint8_t* work, uint64_t work_bytes,
                                                       uint8_t* kv, uint64_t kv_bytes,
                                                       uint8_t* sampling, uint64_t sampling_bytes,
-                                                      cudaStream_t stream);
+                                                      cudaStream_t stream,
+                                                      const QuantPolicy& quant = {});
   ~GpuDecoder();
 
   // Starts a sequence: checks the ids, reserves KV pages for prompt + max_new tokens (one-line

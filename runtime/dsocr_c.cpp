@@ -79,11 +79,13 @@ dsocr_status engine_options(const dsocr_options& o, dsocr::EngineOptions* eo) {
     return fail(DSOCR_E_INVALID,
                 "dsocr_options.device \"" + device + "\" is unknown; use \"cuda\" or \"cpu\"");
   const std::string quant = o.quant ? o.quant : "bf16";
-  if (quant != "bf16")
-    return fail(dsocr::parse_quant_policy(quant).ok() ? DSOCR_E_UNSUPPORTED : DSOCR_E_INVALID,
-                "dsocr_options.quant \"" + quant +
-                    "\": only \"bf16\" is supported in this version; set quant to \"bf16\" "
-                    "or NULL");
+  dsocr::Expected<dsocr::QuantPolicy> policy = dsocr::parse_quant_policy(quant);
+  if (!policy.ok())
+    return fail(DSOCR_E_INVALID, "dsocr_options.quant: " + policy.message());
+  if (device == "cpu" && !policy->all_bf16())
+    return fail(DSOCR_E_UNSUPPORTED, "dsocr_options.quant \"" + quant +
+                                         "\": the CPU backend runs bf16 weights only; set device "
+                                         "to \"cuda\" or quant to \"bf16\"");
   if (o.gpu < 0)
     return fail(
         DSOCR_E_INVALID,
@@ -110,6 +112,7 @@ dsocr_status engine_options(const dsocr_options& o, dsocr::EngineOptions* eo) {
                        "select the GPU with CUDA_VISIBLE_DEVICES)",
                        o.gpu));
   eo->cuda = device == "cuda";
+  eo->quant = *policy;
   eo->gpu_mem = o.gpu_mem;
   eo->model_dir = o.model_dir;
   eo->tokenizer_path = o.tokenizer_path ? o.tokenizer_path : "";

@@ -68,6 +68,9 @@ Expected<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
     return Status::Error(impl->opt.tokenizer_path +
                          ": no tokenizer.json; copy the one shipped with the model into the model "
                          "directory (dsocr-synth writes a synthetic one)");
+  if (!options.cuda && !options.quant.all_bf16())
+    return Status::Error("quantized weights (" + options.quant.describe() +
+                         ") run on the GPU only; use the cuda device or bf16");
   DSOCR_ASSIGN_OR_RETURN(impl->model, CpuModel::open(options.model_dir));
   if (options.cuda) {
     DSOCR_TRY(cuda_device_available());
@@ -77,6 +80,7 @@ Expected<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
         std::min(options.max_tokens, impl->model->cfg.max_pos - max_prompt_tokens(options.mode));
     po.gpu_mem = options.gpu_mem;
     po.device = 0;
+    po.quant = options.quant;
     po.budget_name = "--gpu-mem";
     po.fix = "raise --gpu-mem, lower --max-tokens or use a smaller --mode";
     DSOCR_ASSIGN_OR_RETURN(impl->gpu, GpuModel::open(options.model_dir, po));

@@ -13,6 +13,7 @@
 #include "loader/image.h"
 #include "loader/status.h"
 #include "runtime/preprocess.h"
+#include "runtime/quant_policy.h"
 
 namespace dsocr {
 
@@ -32,6 +33,7 @@ struct EngineOptions {
   bool cuda = false;            // run on GPU 0 (BF16 encoder and decoder)
   bool ignore_eos = false;      // with cuda: decode exactly max_tokens tokens (benchmarks)
   uint64_t gpu_mem = 0;         // with cuda: the memory budget in bytes (0 = the free memory)
+  QuantPolicy quant;            // with cuda: weight formats per class (quantized: cuda only)
 };
 
 struct PageOutput {

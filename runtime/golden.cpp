@@ -184,6 +184,7 @@ Expected<TensorDump> run_golden(const GoldenOptions& opt,
     po.mode = mode;
     po.max_new_tokens = std::max(64, new_tokens);
     po.device = 0;
+    po.quant = opt.quant;
     DSOCR_ASSIGN_OR_RETURN(gm, GpuModel::open(opt.model_dir, po));
     stage("load gpu");
     DSOCR_ASSIGN_OR_RETURN(pe, encode_page_gpu(*gm, page));

@@ -11,6 +11,7 @@
 
 #include "loader/safetensors.h"
 #include "loader/status.h"
+#include "runtime/quant_policy.h"
 
 namespace dsocr {
 
@@ -25,6 +26,7 @@ struct GoldenOptions {
   int ngram = 20;                      // HF no-repeat-ngram size (0 = off)
   std::vector<int32_t> teacher_force;  // ids for tf_top64_*; empty = the run's own gen_ids
   bool cuda = false;                   // the encoder and decoder on GPU 0 (BF16)
+  QuantPolicy quant;                   // with cuda: the decoder's weight formats (default BF16)
 };
 
 // One named tensor of a dump (little-endian bytes of `dtype`).

@@ -4,6 +4,7 @@
 
 #include "loader/schema.h"
 #include "runtime/cuda_check.h"
+#include "runtime/weights_quant.h"
 
 namespace dsocr {
 
@@ -31,6 +32,15 @@ Expected<std::unique_ptr<GpuModel>> GpuModel::load(const ModelConfig& cfg, const
   po.poison = poison;
   DSOCR_ASSIGN_OR_RETURN(DevicePool pool, DevicePool::create(plan, po));
   m->pool_ = std::make_unique<DevicePool>(std::move(pool));
+  for (TensorClass c : {TensorClass::kSam, TensorClass::kClip, TensorClass::kProjector})
+    if (plan.quant.of(c) != WeightFormat::kBf16)
+      return Status::Error(strfmt("%s weights as %s: the GPU encoder has no quantized kernels "
+                                  "yet; use --quant-vision bf16",
+                                  tensor_class_name(c), weight_format_name(plan.quant.of(c))));
+  if (plan.expert_cache.active() && plan.quant.of(TensorClass::kRoutedExpert) != WeightFormat::kBf16)
+    return Status::Error(strfmt("routed experts as %s in host memory: offloading quantized experts "
+                                "is not supported yet; raise --gpu-mem or use --quant-experts bf16",
+                                weight_format_name(plan.quant.of(TensorClass::kRoutedExpert))));
   // The host pool first: a host that cannot pin it fails before the upload.
   DSOCR_ASSIGN_OR_RETURN(HostPool host, HostPool::create(plan));
   m->host_ = std::make_unique<HostPool>(std::move(host));
@@ -49,12 +59,15 @@ Expected<std::unique_ptr<GpuModel>> GpuModel::load(const ModelConfig& cfg, const
   if (!work || !kv || !samp || !vis)
     return Status::Error(
         "memory plan lacks a decoder, kv_cache, sampling or vision region (planner bug)");
+  // Quantized slots: BF16 rows staged through the vision region, idle until the encoder exists.
+  if (!plan.quant.all_bf16())
+    DSOCR_TRY(quantize_weights(ckpt, *m->pool_, vis, vis_bytes, m->stream_));
   DSOCR_ASSIGN_OR_RETURN(m->vision_, VisionGpu::create(m->cfg_, m->w_, vis, vis_bytes,
                                                        vision_groups(plan.mode)));
   DSOCR_ASSIGN_OR_RETURN(
       m->decoder_, GpuDecoder::create(m->cfg_, m->w_.dec, plan.prompt_tokens * plan.max_batch,
                                       work, work_bytes, kv, kv_bytes, samp, samp_bytes,
-                                      m->stream_));
+                                      m->stream_, plan.quant));
   if (plan.expert_cache.active()) {
     DSOCR_ASSIGN_OR_RETURN(
         m->experts_, ExpertCache::create(m->cfg_, plan, m->pool_->region("expert_cache"), *m->host_,

@@ -190,7 +190,9 @@ Expected<WeightTable> upload_weights(const Checkpoint& ckpt, const DevicePool& p
   std::vector<std::vector<Piece>> pieces(ckpt.files().size());
   for (const TensorInfo& t : ckpt.tensors()) {
     const TensorSlot* slot = plan.find_tensor(t.name);
-    if (!slot || slot->nbytes != t.nbytes)
+    // A slot the plan stores quantized is filled by quantize_weights (runtime/weights_quant.h).
+    const bool quantized = slot && slot->stored.format != WeightFormat::kBf16;
+    if (!slot || (!quantized && slot->nbytes != t.nbytes))
       return Status::Error(
           strfmt("%s: tensor %s (%llu bytes) has no slot of that size in the "
                  "memory plan; plan with this checkpoint's weight_entries()",
@@ -198,8 +200,8 @@ Expected<WeightTable> upload_weights(const Checkpoint& ckpt, const DevicePool& p
                  static_cast<unsigned long long>(t.nbytes)));
     if (slot->where == Residency::kHost) continue;  // upload_host_weights()
     uint8_t* dst = pool.base() + plan.tensor_offset(*slot);
-    DSOCR_TRY(table.add(DeviceTensor{t.name, t.dtype, t.shape, dst, t.nbytes}));
-    if (t.nbytes > 0) pieces[t.shard].push_back(Piece{t.offset, t.offset + t.nbytes, dst});
+    DSOCR_TRY(table.add(DeviceTensor{t.name, t.dtype, t.shape, dst, slot->nbytes}));
+    if (t.nbytes > 0 && !quantized) pieces[t.shard].push_back(Piece{t.offset, t.offset + t.nbytes, dst});
   }
 
   // Per file: the descriptor, the method (O_DIRECT may be refused) and the chunks of its data.

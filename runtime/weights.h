@@ -84,10 +84,11 @@ class WeightTable {
 };
 
 // Upload every tensor of `ckpt` into its slot of `pool` (the pool's plan must hold a slot of the
-// same size for each; plan_memory() with weight_entries() of this checkpoint makes one). Blocks
-// until the last copy is done. Errors name the file, the offset and what to do. Tensors the plan
-// keeps in the host pool are left out of the upload and of the table: upload_host_weights()
-// copies and adds them.
+// same size for each; plan_memory() with weight_entries() of this checkpoint makes one). Tensors
+// the plan stores quantized are only entered in the table (data = their slot, nbytes = the
+// slot's): quantize_weights (runtime/weights_quant.h) fills them. Tensors the plan keeps in the
+// host pool are left out of the upload and of the table: upload_host_weights() copies and adds
+// them. Blocks until the last copy is done. Errors name the file, the offset and what to do.
 Expected<WeightTable> upload_weights(const Checkpoint& ckpt, const DevicePool& pool,
                                      const UploadOptions& options = {},
                                      UploadStats* stats = nullptr);

@@ -45,6 +45,7 @@
 #include "kernels/moe.h"
 #include "kernels/ngram.h"
 #include "kernels/prefill_attention.h"
+#include "kernels/quant.h"
 #include "kernels/rmsnorm.h"
 #include "kernels/layernorm.h"
 #include "kernels/rope.h"
@@ -370,6 +371,27 @@ Status run_kernels(const Args& a) {
                                         c.rms_eps, s);
                    }});
   gemv_case("decode.gemv_qkv 3840x1280", c.n_layers, 3 * d, d, GemvEpilogue::kStoreBf16);
+  // Quantized decode GEMVs (kernels/quant.h): bytes = packed values + BF16 scales. Not part of the
+  // BF16 step's sum (per_step 0); the weights are random bytes (timing does not depend on them).
+  auto qgemv_case = [&](const std::string& name, WeightFormat f, int group, int64_t n, int64_t k,
+                        GemvEpilogue ep) {
+    const uint64_t wb = quant_bytes(f, n, k, group), slot = (wb + 255) / 256 * 256;
+    const int copies = rotation_copies(slot);
+    BenchBuffer* w = buf(slot * copies);
+    cases.push_back({name, 0, static_cast<double>(wb), 2.0 * n * k, [=](int i, cudaStream_t s) {
+                       const QWeight q = qweight_in_slot(w->as<uint8_t>(slot * (i % copies)), f,
+                                                         n, k, group);
+                       return gemv_quant(x->as<uint16_t>(), k, qgemv_weights(q, n),
+                                         y->as<void>(), n, 1, k, ep, s);
+                     }});
+  };
+  for (WeightFormat f : {WeightFormat::kInt8, WeightFormat::kInt4}) {
+    const std::string fn = weight_format_name(f);
+    qgemv_case("quant." + fn + ".gemv_qkv 3840x1280", f, 128, 3 * d, d, GemvEpilogue::kStoreBf16);
+    qgemv_case("quant." + fn + ".gemv_o 1280x1280", f, 128, d, d, GemvEpilogue::kStoreF32);
+    qgemv_case("quant." + fn + ".gemv_down 1280x6848", f, 64, d, di, GemvEpilogue::kStoreF32);
+    qgemv_case("quant." + fn + ".lm_head 129280x1280", f, 128, V, d, GemvEpilogue::kStoreF32);
+  }
   {  // RoPE + K/V append: one token
     const int64_t pages = (c.max_pos + kKvPageSize - 1) / kKvPageSize;
     BenchBuffer* kv = buf(static_cast<uint64_t>(pages) * kKvPageSize * d * 2 * 2);
@@ -434,6 +456,38 @@ Status run_kernels(const Args& a) {
                      2.0 * (K * 3.0 * mi + 3.0 * si) * d, [=](int i, cudaStream_t s) {
                        return moe_decode(x->as<uint16_t>(), d, dids + (i % kRot) * K,
                                          dw + (i % kRot) * K, mw[i % sh_copies], y->as<float>(), d,
+                                         GemvEpilogue::kStoreF32, ws->as<void>(), 1,
+                                         static_cast<int>(d), static_cast<int>(E),
+                                         static_cast<int>(K), static_cast<int>(mi),
+                                         static_cast<int>(si), s);
+                     }});
+    // mixed: INT4 g128 routed experts, INT8 shared experts, in the same buffers (each quantized
+    // matrix at the start of its BF16-sized slot, its scales after the values).
+    std::vector<MoeDeviceWeights> qw;
+    for (int r = 0; r < sh_copies; ++r) {
+      MoeDeviceWeights m = mw[r];
+      m.expert_format = WeightFormat::kInt4, m.expert_group = 128;
+      m.shared_format = WeightFormat::kInt8;
+      auto scales = [](const uint16_t* p, WeightFormat f, int64_t n, int64_t k) {
+        return qweight_in_slot(p, f, n, k, 128).scale;
+      };
+      for (int e = 0; e < E; ++e) {
+        const MlpWeights& x3 = m.experts[e];
+        m.expert_scales[e] = {scales(x3.gate, m.expert_format, mi, d),
+                              scales(x3.up, m.expert_format, mi, d),
+                              scales(x3.down, m.expert_format, d, mi)};
+      }
+      m.shared_scales = {scales(m.shared.gate, m.shared_format, si, d),
+                         scales(m.shared.up, m.shared_format, si, d),
+                         scales(m.shared.down, m.shared_format, d, si)};
+      qw.push_back(m);
+    }
+    const double qmoe_bytes = K * 3.0 * quant_bytes(WeightFormat::kInt4, mi, d, 128) +
+                              3.0 * quant_bytes(WeightFormat::kInt8, si, d, 0);
+    cases.push_back({"quant.mixed.moe 6 int4 experts + int8 shared", 0, qmoe_bytes,
+                     2.0 * (K * 3.0 * mi + 3.0 * si) * d, [=](int i, cudaStream_t s) {
+                       return moe_decode(x->as<uint16_t>(), d, dids + (i % kRot) * K,
+                                         dw + (i % kRot) * K, qw[i % sh_copies], y->as<float>(), d,
                                          GemvEpilogue::kStoreF32, ws->as<void>(), 1,
                                          static_cast<int>(d), static_cast<int>(E),
                                          static_cast<int>(K), static_cast<int>(mi),

@@ -400,6 +400,7 @@ Status run_golden_interface(const RunOptions& o) {
   g.prompt_ids = o.prompt_ids;
   g.max_tokens = o.max_tokens > 0 ? o.max_tokens : 32;
   g.ngram = o.ngram;
+  g.quant = o.quant;
   g.cuda = o.device == Device::kCuda;
   g.teacher_force = o.teacher_force;
   auto log = [&](const std::string& line) {
@@ -457,6 +458,7 @@ Status run_pages(const RunOptions& o, Failure* failure) {
   eo.ngram = o.ngram;
   eo.cuda = o.device == Device::kCuda;
   eo.gpu_mem = o.gpu_mem;
+  eo.quant = o.quant;
   if (!o.out_dir.empty()) {
     std::error_code ec;
     std::filesystem::create_directories(o.out_dir, ec);
@@ -560,12 +562,21 @@ Status run(const RunOptions& o, Failure* usage_failure) {
     *usage_failure = {2, "no model given; pass --model DIR or set DSOCR_MODEL"};
     return Status::Ok();
   }
-  // Never run BF16 kernels on a request for quantized weights.
+  // Never run BF16 kernels on a request for quantized weights: what has no quantized kernels
+  // (the CPU backend, the GPU encoder) is refused.
   if (!o.quant.all_bf16() && !o.inspect) {
-    *usage_failure = {2, "quantized weights (" + o.quant.describe() +
-                             "): the quantized kernels are not in this version yet; add --inspect "
-                             "to see the memory plan, or drop the --quant flags"};
-    return Status::Ok();
+    std::string why;
+    if (o.device == Device::kCpu)
+      why = "): the CPU backend runs BF16 weights only; use --device cuda, or drop the --quant flags";
+    else if (o.quant.of(TensorClass::kSam) != WeightFormat::kBf16 ||
+             o.quant.of(TensorClass::kClip) != WeightFormat::kBf16 ||
+             o.quant.of(TensorClass::kProjector) != WeightFormat::kBf16)
+      why = "): the GPU encoder has no quantized kernels yet; use --quant-vision bf16 (or add "
+            "--inspect to see the memory plan)";
+    if (!why.empty()) {
+      *usage_failure = {2, "quantized weights (" + o.quant.describe() + why};
+      return Status::Ok();
+    }
   }
   if (o.golden || !o.dump.empty() || !o.pixels_from_golden.empty() || !o.teacher_force.empty()) {
     std::string why;

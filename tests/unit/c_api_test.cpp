@@ -82,12 +82,16 @@ TEST(CApi, OpenRefusesBadOptions) {
   bad.gpu = 0;  // accepted: the missing directory is the error
   expect_error(dsocr_open(&bad, &e), DSOCR_E_IO, "no such directory");
   bad = o;
-  for (const char* later : {"int8", "int4", "mixed"}) {  // valid policies without kernels yet
-    bad.quant = later;
-    expect_error(dsocr_open(&bad, &e), DSOCR_E_UNSUPPORTED, "only \"bf16\" is supported");
+  for (const char* policy : {"int8", "int4", "mixed"}) {  // quantized kernels: GPU only
+    bad.quant = policy;
+    bad.device = "cpu";
+    expect_error(dsocr_open(&bad, &e), DSOCR_E_UNSUPPORTED, "CPU backend runs bf16 weights only");
+    bad.device = "cuda";  // accepted: the missing directory is the error
+    expect_error(dsocr_open(&bad, &e), DSOCR_E_IO, "no such directory");
   }
   bad.quant = "fp3";
-  expect_error(dsocr_open(&bad, &e), DSOCR_E_INVALID, "dsocr_options.quant \"fp3\"");
+  expect_error(dsocr_open(&bad, &e), DSOCR_E_INVALID,
+               "dsocr_options.quant: quantization policy 'fp3' unknown");
   bad = o;
   bad.max_crops = 10;
   expect_error(dsocr_open(&bad, &e), DSOCR_E_INVALID, "dsocr_options.max_crops 10");

@@ -180,8 +180,8 @@ TEST_F(Cli, UsageErrorsExitTwo) {
   expect_one_line_error(run("--model x --prompt-ids 1,,2"), 2, "--prompt-ids");
   expect_one_line_error(run("--model x --prompt-ids 1 --dump d --device cpu"), 2,
                         "exactly one --image or --pixels-from-golden");
-  // Quantization: bad values, and a policy with no kernels behind it yet (only --inspect plans
-  // with one; pages, the golden interface and loading must not silently run BF16).
+  // Quantization: bad values, and what has no quantized kernels (the CPU backend, the GPU
+  // encoder) refused rather than silently run BF16.
   expect_one_line_error(
       run("--model x --quant fp8"), 2,
       "--quant: quantization policy 'fp8' unknown; use bf16, int8, int4 or mixed");
@@ -191,13 +191,19 @@ TEST_F(Cli, UsageErrorsExitTwo) {
   expect_one_line_error(run("--model x --quant-experts=mixed"), 2, "--quant-experts: ");
   expect_one_line_error(run("--model x --quant-group 32"), 2, "--quant-group: int4 group 32");
   expect_one_line_error(run("--model x --quant-group x"), 2, "--quant-group 'x'");
-  const char* not_yet = "the quantized kernels are not in this version yet";
-  expect_one_line_error(run("--model x --quant mixed --device cpu --image a.png"), 2, not_yet);
+  const char* cpu_only_bf16 = "the CPU backend runs BF16 weights only";
+  expect_one_line_error(run("--model x --quant mixed --device cpu --image a.png"), 2,
+                        cpu_only_bf16);
   expect_one_line_error(run("--model x --quant-experts int4 --device cpu --image a.png"), 2,
                         "quantized weights (routed_expert int4 (group 128); the rest bf16)");
-  expect_one_line_error(run("--model x --quant int8 --prompt-ids 1 --dump d --image a.png"), 2,
-                        not_yet);
-  expect_one_line_error(run("--model x --quant int4"), 2, not_yet);  // plan + load on cuda
+  const char* no_vision = "the GPU encoder has no quantized kernels yet";
+  expect_one_line_error(
+      run("--model x --quant int8 --quant-vision int8 --prompt-ids 1 --dump d --image a.png"), 2,
+      no_vision);
+  expect_one_line_error(run("--model x --quant int4 --quant-vision int4"), 2, no_vision);
+  // A supported policy on cuda gets as far as the model directory.
+  expect_one_line_error(run("--model /nonexistent/q --quant mixed"), 1,
+                        "/nonexistent/q: no such directory");
   // Overrides that bring everything back to BF16 are plain BF16 (refused for other reasons).
   expect_one_line_error(run("--model x --quant int8 --quant-experts bf16 --quant-attn bf16 "
                             "--quant-dense bf16 --device cpu"),
