@@ -291,14 +291,14 @@ TEST_F(Cli, InspectOffloadPlan) {
   EXPECT_EQ(tiny.code, 0) << tiny.err;
   EXPECT_NE(tiny.out.find("routed_expert host + expert cache"), std::string::npos) << tiny.out;
 
-  // 4 GiB: embedding and routed experts on the host, 24 cache slots per MoE layer.
+  // 4 GiB: embedding and routed experts on the host, 25 cache slots per MoE layer (the activation regions as of the quantization merge).
   Result mid = run(inspect + "--gpu-mem 4G");
   ASSERT_EQ(mid.code, 0) << mid.err;
   for (const char* want :
-       {"residency                embed host; routed_expert host + expert cache 24 slots per "
+       {"residency                embed host; routed_expert host + expert cache 25 slots per "
         "layer; everything else on the GPU",
         "host pool (pinned, mapped", "weights.embed", "weights.routed_expert", "all host",
-        "24 of 64 experts in 11 MoE layers, 6.88 MB per slot", "expert_cache", "--gpu-mem 4G"})
+        "25 of 64 experts in 11 MoE layers, 6.88 MB per slot", "expert_cache", "--gpu-mem 4G"})
     EXPECT_NE(mid.out.find(want), std::string::npos) << want << " missing from:\n" << mid.out;
   // 7.5 GB: only the embedding table moves.
   Result high = run(inspect + "--gpu-mem 7.5GB");
