@@ -13,9 +13,7 @@ LOG=$OUT/check.log
 SUM=$OUT/summary.txt
 source "$(dirname "$0")/device_lib.sh"
 say "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
-W=/tmp/dsocr-carry
-if [ ! -d "$W/bin" ]; then mkdir -p "$W" && tar -C "$W" -xJf "$D/carry.tar.xz" || exit 1; fi
-[ -f /tmp/synth1/config.json ] || step synth 300 "$W/bin/dsocr-synth" --seed 1 --out /tmp/synth1 --force
+carry_and_synth "$D" || exit 1
 export DSOCR_SYNTH1_DIR=/tmp/synth1 DSOCR_GOLDEN_DIR=$W/golden
 for t in "$W"/bin/gpu_*_test; do step "$(basename "$t")" 300 "$t"; done
 for t in "$W"/bin/golden_*_gpu_test; do step "$(basename "$t")" 600 "$t"; done

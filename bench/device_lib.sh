@@ -4,6 +4,8 @@
 #   step NAME TIMEOUT CMD... runs CMD with a time limit, appends its output to $LOG, says one line
 #                            (name, exit code, seconds, the step's gtest / sanitizer verdict) and
 #                            returns CMD's exit code
+#   carry_and_synth DIR      unpacks DIR/carry.tar.xz (bench/build_device_carry.sh) into W=/tmp/dsocr-carry
+#                            once per machine and generates SYNTH-1 into /tmp/synth1 once
 OUT=${OUT:-$PWD/out}
 mkdir -p "$OUT"
 : >"$LOG"
@@ -18,4 +20,9 @@ step() {
   local rc=$?
   say "$(printf '%-36s rc=%-3s %8.1fs  ' "$name" "$rc" "$(( ($(date +%s%N) - t0) / 1000000 ))e-3")$(sed -n "/^=== $name:/,\$p" "$LOG" | grep -hE '^\[  (PASSED|FAILED)  \]|ERROR SUMMARY' | tail -1)"
   return $rc
+}
+carry_and_synth() {
+  W=/tmp/dsocr-carry
+  if [ ! -d "$W/bin" ]; then mkdir -p "$W" && tar -C "$W" -xJf "$1/carry.tar.xz" || return 1; fi
+  [ -f /tmp/synth1/config.json ] || step synth 300 "$W/bin/dsocr-synth" --seed 1 --out /tmp/synth1 --force
 }

@@ -13,9 +13,7 @@ LOG=$OUT/results.log
 source "$(dirname "$0")/device_lib.sh"
 export PYTHONUNBUFFERED=1
 say "gpu: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
-W=/tmp/dsocr-carry
-if [ ! -d "$W/bin" ]; then mkdir -p "$W" && tar -C "$W" -xJf "$D/carry.tar.xz" || exit 1; fi
-[ -f /tmp/synth1/config.json ] || step synth 300 "$W/bin/dsocr-synth" --seed 1 --out /tmp/synth1 --force
+carry_and_synth "$D" || exit 1
 reps=5; tokens=128
 [ "$QUICK" = --quick ] && reps=2 && tokens=32
 step kernels 400 "$W/bin/dsocr-bench" kernels --json "$OUT/kernels.json"

@@ -12,6 +12,7 @@
 #include <cstdint>
 
 #include "kernels/launch.cuh"
+#include "kernels/linear.h"  // GemvEpilogue
 
 namespace dsocr::cuda {
 
@@ -57,6 +58,19 @@ __device__ __forceinline__ uint4 ld_stream(const void* p) {
 // Small activations re-read by many warps: through L1 (read-only path).
 __device__ __forceinline__ uint4 ld_cached(const void* p) {
   return __ldg(static_cast<const uint4*>(p));
+}
+
+// The GemvEpilogue of one output value v at element o of y (linear.h): FP32 store, BF16 store, or
+// a BF16 residual add with one rounding.
+__device__ __forceinline__ void store_epilogue(void* y, int64_t o, float v, GemvEpilogue ep) {
+  if (ep == GemvEpilogue::kStoreF32) {
+    static_cast<float*>(y)[o] = v;
+  } else if (ep == GemvEpilogue::kStoreBf16) {
+    static_cast<uint16_t*>(y)[o] = f32_to_bf16(v);
+  } else {
+    uint16_t* p = static_cast<uint16_t*>(y) + o;
+    *p = f32_to_bf16(bf16_to_f32(*p) + v);
+  }
 }
 
 // ---- Warp reductions (every lane gets the result) ----

@@ -140,13 +140,8 @@ __global__ void __launch_bounds__(256)
       if constexpr (kSwiglu) {
         const float g = acc[t][r], u = acc[t][R + r];
         static_cast<uint16_t*>(y)[o] = cuda::f32_to_bf16(g / (1.f + expf(-g)) * u);
-      } else if (ep == GemvEpilogue::kStoreF32) {
-        static_cast<float*>(y)[o] = acc[t][r];
-      } else if (ep == GemvEpilogue::kStoreBf16) {
-        static_cast<uint16_t*>(y)[o] = cuda::f32_to_bf16(acc[t][r]);
       } else {
-        uint16_t* p = static_cast<uint16_t*>(y) + o;
-        *p = cuda::f32_to_bf16(cuda::bf16_to_f32(*p) + acc[t][r]);
+        cuda::store_epilogue(y, o, acc[t][r], ep);
       }
     }
 }
@@ -241,13 +236,8 @@ __global__ void __launch_bounds__(kMaxWarps* kWarp)
     const int64_t o = tok * ldy + row;
     if constexpr (kSwiglu) {
       static_cast<uint16_t*>(y)[o] = cuda::f32_to_bf16(v[0] / (1.f + expf(-v[0])) * v[NT - 1]);
-    } else if (ep == GemvEpilogue::kStoreF32) {
-      static_cast<float*>(y)[o] = v[0];
-    } else if (ep == GemvEpilogue::kStoreBf16) {
-      static_cast<uint16_t*>(y)[o] = cuda::f32_to_bf16(v[0]);
     } else {
-      uint16_t* p = static_cast<uint16_t*>(y) + o;
-      *p = cuda::f32_to_bf16(cuda::bf16_to_f32(*p) + v[0]);
+      cuda::store_epilogue(y, o, v[0], ep);
     }
   }
 }

@@ -372,14 +372,7 @@ __global__ void __launch_bounds__(kDownWarps* kWarp, 2)  // <= 128 registers: 2 
 #pragma unroll
   for (int q = 0; q < kDownWarps; ++q) v += s_red[q][t][r];
   const int64_t o = t * ldy + i0 + r;
-  if (ep == GemvEpilogue::kStoreF32) {
-    static_cast<float*>(y)[o] = v;
-  } else if (ep == GemvEpilogue::kStoreBf16) {
-    static_cast<uint16_t*>(y)[o] = cuda::f32_to_bf16(v);
-  } else {
-    uint16_t* p = static_cast<uint16_t*>(y) + o;
-    *p = cuda::f32_to_bf16(cuda::bf16_to_f32(*p) + v);
-  }
+  cuda::store_epilogue(y, o, v, ep);
 }
 
 size_t align256(size_t b) {

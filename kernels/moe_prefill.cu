@@ -402,16 +402,7 @@ __global__ void __launch_bounds__(kCombineThreads)
     v[0] += s.x, v[1] += s.y, v[2] += s.z, v[3] += s.w;
     const int64_t o = t * ldy + c;
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      if (ep == GemvEpilogue::kStoreF32) {
-        static_cast<float*>(y)[o + i] = v[i];
-      } else if (ep == GemvEpilogue::kStoreBf16) {
-        static_cast<uint16_t*>(y)[o + i] = cuda::f32_to_bf16(v[i]);
-      } else {
-        uint16_t* p = static_cast<uint16_t*>(y) + o + i;
-        *p = cuda::f32_to_bf16(cuda::bf16_to_f32(*p) + v[i]);
-      }
-    }
+    for (int i = 0; i < 4; ++i) cuda::store_epilogue(y, o + i, v[i], ep);
   }
 }
 

@@ -15,6 +15,7 @@
 
 #include "loader/bf16.h"
 #include "loader/safetensors.h"
+#include "runtime/golden.h"
 #include "runtime/sampling.h"
 
 namespace dsocr::golden {
@@ -61,6 +62,23 @@ inline double rel_l2(const std::vector<double>& a, const std::vector<double>& b,
     den += b[i] * b[i];
   }
   return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
+// A tensor of a run_golden dump (runtime/golden.h) widened to double (F32 or I64); {} if absent.
+inline std::vector<double> dump_f64(const TensorDump& d, const std::string& name) {
+  for (const DumpTensor& t : d) {
+    if (t.name != name) continue;
+    std::vector<double> v;
+    if (t.dtype == DType::F32) {
+      const float* p = reinterpret_cast<const float*>(t.data.data());
+      v.assign(p, p + t.data.size() / 4);
+    } else if (t.dtype == DType::I64) {
+      const int64_t* p = reinterpret_cast<const int64_t*>(t.data.data());
+      for (size_t i = 0; i < t.data.size() / 8; ++i) v.push_back(static_cast<double>(p[i]));
+    }
+    return v;
+  }
+  return {};
 }
 
 // A top-2 margin (official BF16 logits) below this is a near-tie: BF16 noise (the README measures

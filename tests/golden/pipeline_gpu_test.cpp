@@ -21,23 +21,9 @@ namespace dsocr {
 namespace {
 
 using golden::as_f64;
+using golden::dump_f64;
 using golden::rel_l2;
 
-std::vector<double> dump_f64(const TensorDump& d, const std::string& name) {
-  for (const DumpTensor& t : d) {
-    if (t.name != name) continue;
-    std::vector<double> v;
-    if (t.dtype == DType::F32) {
-      const float* p = reinterpret_cast<const float*>(t.data.data());
-      v.assign(p, p + t.data.size() / 4);
-    } else if (t.dtype == DType::I64) {
-      const int64_t* p = reinterpret_cast<const int64_t*>(t.data.data());
-      for (size_t i = 0; i < t.data.size() / 8; ++i) v.push_back(static_cast<double>(p[i]));
-    }
-    return v;
-  }
-  return {};
-}
 
 void run_case(const std::string& name) {
   const char* model = std::getenv("DSOCR_SYNTH1_DIR");
