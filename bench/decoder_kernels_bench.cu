@@ -391,6 +391,8 @@ void BM_DecodeAttn(benchmark::State& state) {
   Dev k(cache_bytes * C), v(cache_bytes * C), q(row * 2), out(row * 2), pos(4);
   Dev ws(decode_attention_workspace_bytes(kHeads, kHd, max_kv));
   if (!k.p || !v.p || !q.p || !out.p || !ws.p) return state.SkipWithError("cudaMalloc");
+  if (decode_attention_workspace_init(ws.p, kHeads, kHd, max_kv, nullptr) != cudaSuccess)
+    return state.SkipWithError("decode_attention_workspace_init");
   fill_bf16(k, 14), fill_bf16(v, 15), fill_bf16(q, 16);
   const int32_t p = static_cast<int32_t>(kv - 1);
   cudaMemcpy(pos.p, &p, 4, cudaMemcpyHostToDevice);

@@ -40,8 +40,8 @@ void causal_attention_ref(const float* q,        // [T, n_heads, head_dim]
 // CUDA launchers (kernels/decode_attention.cu): decode attention, one new token (T = 1) at
 // position p over a BF16 contiguous KV cache, flash-decoding (Dao et al. 2023): the keys 0..p are
 // cut into tiles of kDecodeAttnTile; each (split, head) block runs an online softmax over a range
-// of tiles and writes its partial max, sum and unnormalised output (FP32); a combine kernel merges
-// them by their log-sum-exp. The grid depends only on max_kv_len (a host bound); the live length,
+// of tiles and writes its partial max, sum and unnormalised output (FP32); the head's last split
+// block merges them by their log-sum-exp (one launch). The grid depends only on max_kv_len (a host bound); the live length,
 // and from it the tiles per split, only on *pos (device), so one captured graph serves every step.
 // =================================================================================================
 #include <cuda_runtime_api.h>
@@ -58,8 +58,12 @@ constexpr int kDecodeAttnTile = 64;        // keys per tile (one pass of loads)
 // with 128 splits a 282-key step launched 1,230 empty blocks per layer.
 constexpr int kDecodeAttnMaxSplits = 32;
 
-// Bytes of the partial-result workspace for contexts up to max_kv_len.
+// Bytes of the workspace (partial results, per-head split counters) for contexts up to
+// max_kv_len, and its one-time initialisation (the counters to 0, on the stream): before the first
+// call; every call leaves the counters at 0 again.
 size_t decode_attention_workspace_bytes(int n_heads, int head_dim, int64_t max_kv_len);
+cudaError_t decode_attention_workspace_init(void* workspace, int n_heads, int head_dim,
+                                            int64_t max_kv_len, cudaStream_t stream);
 
 // out[h] = softmax_j(scale · q[h] · K[j, h]) · V[j, h] over j = 0 .. *pos, K/V rows read through
 // the page table (kernels/kv_pages.h), FP32 scores/softmax/accumulation, output rounded to BF16
@@ -73,5 +77,16 @@ cudaError_t decode_attention(const uint16_t* q,   // [n_heads, head_dim] BF16, R
                              uint16_t* out,       // [n_heads, head_dim] BF16
                              void* workspace, int64_t max_kv_len, int n_heads, int head_dim,
                              float scale, cudaStream_t stream);
+
+// The decode step's rope_qk_append_kv (T = 1, kernels/rope.h) and decode_attention in one launch:
+//   K[p] = rope(k, p), V[p] = v (when 0 <= p < max_kv_len), out = decode_attention(rope(q, p))
+// with p = *pos; q, k, v are the token's raw rows of the QKV projection (e.g. qkv, qkv + 1280,
+// qkv + 2560). Same rounding as the two launches (q and K[p] rounded to BF16 after RoPE).
+// PRECOND: as decode_attention, with rows 0 .. p-1 written; q, k, v 16-byte aligned; q is not
+// written (the roped q is not stored).
+cudaError_t decode_attention_rope(const uint16_t* q, const uint16_t* k, const uint16_t* v,
+                                  const PagedKv& kv, const int32_t* pos, uint16_t* out,
+                                  void* workspace, int64_t max_kv_len, int n_heads, int head_dim,
+                                  float scale, float theta, cudaStream_t stream);
 
 }  // namespace dsocr

@@ -14,13 +14,23 @@
 // Tiles per split = ceil(live tiles / splits), from *pos on the device: short contexts use one
 // tile per block, long ones up to ceil(tiles / 32) (the grid is at most 32 splits per head).
 // At the end the 16 half-warp accumulators are summed in shared memory (fixed order).
-// Combine kernel, one block per head (1024 threads = 8 split groups × 128 dims): the splits' m
-// and l to shared memory in one parallel load, M = max m_s, w_s = e^{m_s − M}, L = Σ l_s w_s;
-// then o[d] = Σ_s w_s o_s[d] / L with each thread summing every 8th split.
+// Combine, in the same launch: each split block publishes its m, l and o, then counts itself done
+// on the head's counter; the last one (threadfence + atomic, the "last block" pattern) merges the
+// head's splits: M = max m_s, w_s = e^{m_s − M}, L = Σ l_s w_s, o[d] = Σ_s w_s o_s[d] / L, the
+// splits in index order whichever block is last (deterministic), and resets the counter to 0.
+// A second combine kernel cost a launch per layer (its own ~2 µs of the step).
+// RoPE (decode_attention_rope): the step's rope_qk_append_kv launch folded in (it cost 2.5 µs per
+// layer, measured by leaving it out). Every block ropes its head's q chunk itself (the same
+// cuda::rotate8 and BF16 rounding as rope_qk_append_kv); the block whose tiles hold the new
+// position p also ropes k, writes K[p] and V[p] of its head (one half-warp) and uses the fresh
+// registers for key p instead of loading the row it is writing (a clamped load of row p may read
+// the stale row: its values are replaced as well).
 #include <algorithm>
 
 #include "kernels/causal_attention.h"
 #include "kernels/cuda_vec.cuh"
+#include "kernels/rope.cuh"
+#include "kernels/rope.h"
 
 namespace dsocr {
 namespace {
@@ -32,7 +42,7 @@ constexpr int kThreads =
     256;  // 16 half-warp key groups: 4 keys × (K, V) = 8 loads per thread per tile
 constexpr int kC = kDecodeAttnTile;
 constexpr int kMaxSplits = kDecodeAttnMaxSplits;
-constexpr int kCombineGroups = 8;
+constexpr int kCombineGroups = kThreads / 128;  // split-sum groups of the in-block combine
 
 // Live keys, tiles, and tiles per split: identical in both kernels.
 struct Plan {
@@ -50,21 +60,34 @@ __device__ __forceinline__ Plan plan(const int32_t* pos, int64_t max_kv_len, int
   return p;
 }
 
-template <int HD, int C>
+// The new key of decode_attention_rope: raw q/k/v rows of the token (pre-RoPE) and the angles.
+struct NewToken {
+  const uint16_t* k = nullptr;  // [n_heads, HD] raw k
+  const uint16_t* v = nullptr;  // [n_heads, HD] v
+  cuda::RopeInvFreq inv;
+};
+
+template <int HD, int C, bool kRope>
 __global__ void __launch_bounds__(kThreads)
-    decode_attn_split_kernel(const uint16_t* __restrict__ q,   // [n_heads, HD]
-                             PagedKv kv,  // rows [n_heads * HD] through the page table
-                             const int32_t* __restrict__ pos, int64_t max_kv_len,
-                             float* __restrict__ o_part,   // [n_heads, max_splits, HD]
-                             float* __restrict__ ml_part,  // [n_heads, max_splits, 2]
-                             int max_splits, float scale, int zero) {
+    decode_attn_kernel(const uint16_t* __restrict__ q,  // [n_heads, HD] (kRope: pre-RoPE)
+                       NewToken nt,
+                       PagedKv kv,  // rows [n_heads * HD] through the page table
+                       const int32_t* __restrict__ pos, int64_t max_kv_len,
+                       float* __restrict__ o_part,  // [n_heads, max_splits, HD]
+                       float* __restrict__ ml_part,  // [n_heads, max_splits, 2]
+                       unsigned* __restrict__ done,  // [n_heads] split counters, 0 between calls
+                       uint16_t* __restrict__ out,   // [n_heads, HD]
+                       int max_splits, float scale, int zero) {
   constexpr int LPK = HD / 8;        // lanes per key (16)
   constexpr int KPW = kWarp / LPK;   // keys per warp per load (2)
   constexpr int G = kThreads / LPK;  // key groups per block (16)
   constexpr int IT = C / G;          // keys per group per tile (4)
   static_assert(C % G == 0 && HD % 8 == 0 && kWarp % LPK == 0 && C <= 2 * kWarp, "shape");
+  static_assert(kThreads % HD == 0 && kMaxSplits <= kThreads, "combine shape");
   __shared__ float s_score[2][C];
   __shared__ __align__(16) float s_red[G][HD];
+  __shared__ float s_m[kMaxSplits], s_w[kMaxSplits], s_ML[2];
+  __shared__ bool s_last;
 
   const int s = blockIdx.x, h = blockIdx.y;
   cuda::pdl_enter();
@@ -75,9 +98,37 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   const int g = warp * KPW + lane / LPK, d0 = (lane % LPK) * 8;
 
-  float qf[8];
-  cuda::unpack8(cuda::ld_cached(q + h * HD + d0), qf);
   const int64_t row = static_cast<int64_t>(gridDim.y) * HD;
+  float qf[8];
+  int64_t p_new = -1;  // kRope: the new key's position when this block's tiles hold it
+  uint4 fk = make_uint4(0u, 0u, 0u, 0u), fv = fk;  // its roped K chunk and V chunk (dims d0..+8)
+  if constexpr (kRope) {
+    const int p = *pos;
+    constexpr int H2 = HD / 2;
+    const bool second = d0 >= H2;  // this chunk is x'[j + h] of the pairs j = d0 % H2 ..
+    float c[8], sn[8];
+    cuda::rope_cos_sin8(nt.inv, static_cast<float>(p), d0 % H2, c, sn);
+    auto rope_chunk = [&](const uint16_t* x) {
+      float x0[8], x1[8], y0[8], y1[8];
+      cuda::unpack8(cuda::ld_cached(x + h * HD + d0 % H2), x0);
+      cuda::unpack8(cuda::ld_cached(x + h * HD + d0 % H2 + H2), x1);
+      cuda::rotate8(x0, x1, c, sn, y0, y1);
+      return cuda::pack8(second ? y1 : y0);  // BF16, as rope_qk_append_kv stores it
+    };
+    cuda::unpack8(rope_chunk(q), qf);
+    if (p >= 0 && p < max_kv_len && p / C >= t_begin && p / C < t_end) {  // block-uniform
+      p_new = p;
+      fk = rope_chunk(nt.k);
+      fv = cuda::ld_cached(nt.v + h * HD + d0);
+      if (g == 0) {  // one half-warp appends the head's K/V row
+        const int64_t r = kv_row(kv, p) * row + static_cast<int64_t>(h) * HD + d0;
+        *reinterpret_cast<uint4*>(kv.k + r) = fk;
+        *reinterpret_cast<uint4*>(kv.v + r) = fv;
+      }
+    }
+  } else {
+    cuda::unpack8(cuda::ld_cached(q + h * HD + d0), qf);
+  }
   const uint16_t* kh = kv.k + static_cast<int64_t>(h) * HD + d0;
   const uint16_t* vh = kv.v + static_cast<int64_t>(h) * HD + d0;
   float m_run = -INFINITY, l_run = 0.f;
@@ -93,6 +144,7 @@ __global__ void __launch_bounds__(kThreads)
       const int64_t r = kv_row(kv, base + i) * row;
       kr[it] = cuda::ld_stream(kh + r);
       vv[it] = cuda::ld_stream(vh + r);
+      if (kRope && base + i == p_new) kr[it] = fk, vv[it] = fv;
     }
     // `zero` is 0 at run time, unknown to the compiler: making the first score store depend on
     // every loaded vector keeps ptxas from sinking loads next to their uses (it did, measured:
@@ -145,34 +197,28 @@ __global__ void __launch_bounds__(kThreads)
     ml_part[2 * part] = m_run;
     ml_part[2 * part + 1] = l_run;
   }
-}
 
-template <int HD>
-__global__ void __launch_bounds__(kCombineGroups* HD)
-    decode_attn_combine_kernel(const int32_t* __restrict__ pos, int64_t max_kv_len,
-                               const float* __restrict__ o_part,   // [n_heads, max_splits, HD]
-                               const float* __restrict__ ml_part,  // [n_heads, max_splits, 2]
-                               uint16_t* __restrict__ out,         // [n_heads, HD]
-                               int max_splits) {
-  __shared__ float s_m[kMaxSplits], s_w[kMaxSplits];
-  __shared__ float s_o[kCombineGroups][HD];
-  __shared__ float s_ML[2];
-  const int h = blockIdx.x, tid = threadIdx.x;
-  cuda::pdl_enter();
-  const Plan pl = plan(pos, max_kv_len, max_splits);
+  // ---- the last split block of the head combines ----
   const int ns = static_cast<int>((pl.tiles + pl.per_split - 1) / pl.per_split);
+  __threadfence();  // this block's partials, visible before it counts itself done
+  __syncthreads();
+  if (threadIdx.x == 0) s_last = atomicAdd(done + h, 1u) == static_cast<unsigned>(ns - 1);
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
   const float* ml = ml_part + 2 * static_cast<int64_t>(h) * max_splits;
   const float* op = o_part + static_cast<int64_t>(h) * max_splits * HD;
-  if (tid < ns) s_m[tid] = ml[2 * tid], s_w[tid] = ml[2 * tid + 1];  // m_s, l_s
+  const int tid = threadIdx.x;
+  if (tid < ns) s_m[tid] = __ldcg(ml + 2 * tid), s_w[tid] = __ldcg(ml + 2 * tid + 1);  // m_s, l_s
   __syncthreads();
-  if (tid < kWarp) {
+  if (warp == 0) {
     float m = -INFINITY;
-    for (int i = tid; i < ns; i += kWarp) m = fmaxf(m, s_m[i]);
+    for (int i = lane; i < ns; i += kWarp) m = fmaxf(m, s_m[i]);
     m = cuda::warp_max(m);
     float l = 0.f;
-    for (int i = tid; i < ns; i += kWarp) l += s_w[i] * expf(s_m[i] - m);
+    for (int i = lane; i < ns; i += kWarp) l += s_w[i] * expf(s_m[i] - m);
     l = cuda::warp_sum(l);
-    if (tid == 0) s_ML[0] = m, s_ML[1] = l;
+    if (lane == 0) s_ML[0] = m, s_ML[1] = l;
   }
   __syncthreads();
   if (tid < ns) s_w[tid] = expf(s_m[tid] - s_ML[0]);
@@ -181,15 +227,16 @@ __global__ void __launch_bounds__(kCombineGroups* HD)
   float o = 0.f;
 #pragma unroll 4
   for (int i = grp; i < ns; i += kCombineGroups)
-    o = fmaf(s_w[i], op[static_cast<int64_t>(i) * HD + d], o);
-  s_o[grp][d] = o;
+    o = fmaf(s_w[i], __ldcg(op + static_cast<int64_t>(i) * HD + d), o);
+  s_red[grp][d] = o;
   __syncthreads();
   if (tid < HD) {
     float v = 0.f;
 #pragma unroll
-    for (int q = 0; q < kCombineGroups; ++q) v += s_o[q][tid];
+    for (int q2 = 0; q2 < kCombineGroups; ++q2) v += s_red[q2][tid];
     out[h * HD + tid] = cuda::f32_to_bf16(v / s_ML[1]);
   }
+  if (tid == 0) done[h] = 0;  // every split of this call has counted: ready for the next call
 }
 
 int splits_for(int64_t max_kv_len) {
@@ -199,30 +246,74 @@ bool aligned16(const void* p) {
   return reinterpret_cast<uintptr_t>(p) % 16 == 0;
 }
 
+// Workspace: o_part [n_heads, max_splits, HD], ml_part [n_heads, max_splits, 2] (FP32), then the
+// per-head split counters.
+struct Workspace {
+  float* o_part;
+  float* ml_part;
+  unsigned* done;
+};
+Workspace carve(void* ws, int n_heads, int head_dim, int max_splits) {
+  Workspace w;
+  w.o_part = static_cast<float*>(ws);
+  w.ml_part = w.o_part + static_cast<size_t>(n_heads) * max_splits * head_dim;
+  w.done = reinterpret_cast<unsigned*>(w.ml_part + static_cast<size_t>(n_heads) * max_splits * 2);
+  return w;
+}
+
+bool bad_args(const PagedKv& kv, const int32_t* pos, const void* q, const uint16_t* out,
+              const void* workspace, int64_t max_kv_len, int n_heads, int head_dim) {
+  return head_dim != kHeadDim || n_heads < 1 || n_heads > 65535 || max_kv_len < 1 || !pos ||
+         !aligned16(q) || !aligned16(kv.k) || !aligned16(kv.v) || !kv.page_table ||
+         kv.page_size < 1 || (kv.page_size & (kv.page_size - 1)) || !out ||
+         !aligned16(workspace) || !workspace;
+}
+
+template <bool kRope>
+cudaError_t launch_attn(const uint16_t* q, const NewToken& nt, const PagedKv& kv,
+                        const int32_t* pos, uint16_t* out, void* workspace, int64_t max_kv_len,
+                        int n_heads, float scale, cudaStream_t stream) {
+  const int max_splits = splits_for(max_kv_len);
+  const Workspace w = carve(workspace, n_heads, kHeadDim, max_splits);
+  return cuda::launch(decode_attn_kernel<kHeadDim, kC, kRope>, dim3(max_splits, n_heads), kThreads,
+                      0, stream, q, nt, kv, pos, max_kv_len, w.o_part, w.ml_part, w.done, out,
+                      max_splits, scale, 0);
+}
+
 }  // namespace
 
 size_t decode_attention_workspace_bytes(int n_heads, int head_dim, int64_t max_kv_len) {
   const size_t parts = static_cast<size_t>(n_heads) * splits_for(max_kv_len < 1 ? 1 : max_kv_len);
-  return (parts * head_dim + parts * 2) * sizeof(float);
+  return (parts * head_dim + parts * 2) * sizeof(float) + static_cast<size_t>(n_heads) * 4;
+}
+
+cudaError_t decode_attention_workspace_init(void* workspace, int n_heads, int head_dim,
+                                            int64_t max_kv_len, cudaStream_t stream) {
+  if (!workspace || n_heads < 1 || head_dim < 1 || max_kv_len < 1) return cudaErrorInvalidValue;
+  const Workspace w = carve(workspace, n_heads, head_dim, splits_for(max_kv_len));
+  return cudaMemsetAsync(w.done, 0, static_cast<size_t>(n_heads) * 4, stream);
 }
 
 cudaError_t decode_attention(const uint16_t* q, const PagedKv& kv, const int32_t* pos,
-                             uint16_t* out, void* workspace,
-                             int64_t max_kv_len, int n_heads, int head_dim, float scale,
-                             cudaStream_t stream) {
-  if (head_dim != kHeadDim || n_heads < 1 || n_heads > 65535 || max_kv_len < 1 ||
-      !pos || !aligned16(q) || !aligned16(kv.k) || !aligned16(kv.v) || !kv.page_table ||
-      kv.page_size < 1 || (kv.page_size & (kv.page_size - 1)) || !out || !aligned16(workspace))
+                             uint16_t* out, void* workspace, int64_t max_kv_len, int n_heads,
+                             int head_dim, float scale, cudaStream_t stream) {
+  if (bad_args(kv, pos, q, out, workspace, max_kv_len, n_heads, head_dim))
     return cudaErrorInvalidValue;
-  const int max_splits = splits_for(max_kv_len);
-  auto* o_part = static_cast<float*>(workspace);
-  float* ml_part = o_part + static_cast<size_t>(n_heads) * max_splits * head_dim;
-  const cudaError_t e =
-      cuda::launch(decode_attn_split_kernel<kHeadDim, kC>, dim3(max_splits, n_heads), kThreads, 0,
-                   stream, q, kv, pos, max_kv_len, o_part, ml_part, max_splits, scale, 0);
-  if (e != cudaSuccess) return e;
-  return cuda::launch(decode_attn_combine_kernel<kHeadDim>, n_heads, kCombineGroups * kHeadDim, 0,
-                      stream, pos, max_kv_len, o_part, ml_part, out, max_splits);
+  return launch_attn<false>(q, NewToken{}, kv, pos, out, workspace, max_kv_len, n_heads, scale,
+                            stream);
+}
+
+cudaError_t decode_attention_rope(const uint16_t* q, const uint16_t* k, const uint16_t* v,
+                                  const PagedKv& kv, const int32_t* pos, uint16_t* out,
+                                  void* workspace, int64_t max_kv_len, int n_heads, int head_dim,
+                                  float scale, float theta, cudaStream_t stream) {
+  if (bad_args(kv, pos, q, out, workspace, max_kv_len, n_heads, head_dim) || !aligned16(k) ||
+      !aligned16(v))
+    return cudaErrorInvalidValue;
+  NewToken nt;
+  nt.k = k, nt.v = v;
+  rope_inv_freq_ref(nt.inv.v, head_dim, theta);
+  return launch_attn<true>(q, nt, kv, pos, out, workspace, max_kv_len, n_heads, scale, stream);
 }
 
 }  // namespace dsocr

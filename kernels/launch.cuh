@@ -12,6 +12,11 @@
 //   * pdl_trigger() after pdl_wait() lets the next kernel launch. Calling it only after the wait
 //     keeps at most two kernels in flight, and keeps the chain transitive: kernel N+1's wait
 //     covers N, and N finished only after its own wait covered N-1.
+//   * Two kernels back: a kernel whose predecessor in the stream is always a kernel of this
+//     contract may read, before its own wait, what the kernel before that predecessor (and earlier
+//     ones) wrote: it cannot start before a block of its predecessor has passed its wait, which
+//     covered that writer. moe_decode's down kernel reads the router's routing this way (gate_up
+//     runs between them); its contract in moe.h names the kernel that must precede it.
 // DSOCR_PDL=0 in the environment launches the same kernels without the attribute (A/B timing:
 // dsocr-bench decode reports both).
 #pragma once

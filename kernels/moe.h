@@ -74,6 +74,18 @@ cudaError_t moe_router(const uint16_t* x,  // [T, ldx] BF16 (post-attention-norm
                        float* topk_w,             // [T, top_k] out
                        int T, int dim, int n_experts, int top_k, float routed_scale,
                        cudaStream_t stream);
+// The decode router (one token) with the post-attention residual add and norm in the same launch:
+// h += delta (FP32), x = rmsnorm(h) with gain norm_w (exactly add_rmsnorm's FP32-residual form,
+// same rounding and summation order, rmsnorm.h), then moe_router on x. x is written for the MoE.
+// PRECOND: as moe_router with T = 1; 256 <= dim <= 1280, dim % 8 == 0; h, delta, norm_w, x
+// 16-byte aligned; x does not alias h or delta.
+cudaError_t moe_router_add_rmsnorm(float* h,             // [dim] FP32 residual, updated in place
+                                   const float* delta,   // [dim] FP32 attention output
+                                   const uint16_t* norm_w,  // [dim] BF16 post-attention norm gain
+                                   uint16_t* x,          // [dim] BF16 out: the normalised row
+                                   float eps, const uint16_t* w_router, float* probs,
+                                   int32_t* topk_idx, float* topk_w, int dim, int n_experts,
+                                   int top_k, float routed_scale, cudaStream_t stream);
 
 // Scales of a quantized SwiGLU MLP's three weights (kernels/quant.h layouts; null for BF16).
 struct MlpScales {
@@ -129,6 +141,9 @@ cudaError_t moe_decode(const uint16_t* x,  // [T, ldx] BF16
 
 // The two launches of moe_decode, separately (benchmarks; a caller that wants work between them).
 // moe_decode == moe_decode_gate_up then moe_decode_down on the same workspace.
+// PRECOND (down): the launch before it on the stream is moe_decode_gate_up of the same routing
+// (it reads topk_idx / topk_w before waiting on its predecessor: kernels/launch.cuh, "two kernels
+// back"); the benchmark's repeated down launches reread a routing written long before.
 cudaError_t moe_decode_gate_up(const uint16_t* x, int64_t ldx, const int32_t* topk_idx,
                                const MoeDeviceWeights& w, void* workspace, int T, int dim,
                                int n_experts, int top_k, int moe_inter, int shared_inter,
