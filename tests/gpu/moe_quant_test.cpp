@@ -2,7 +2,7 @@
 // MoeDeviceWeights' formats): the routed experts and the shared experts quantized with
 // quantize_*_ref, every supported (routed, shared) pair, against float64 of the same dequantized
 // weights with the 2×-naive rule, and against moe_ref on the dequantized weights rounded to BF16
-// (rel 1e-2). Decode: T = 1..8. Prefill: T = 1, 37, 300 through the device router (ragged expert
+// (rel 1e-2). Decode: T = 1..8. Prefill: T = 1, 8, 37, 300 through the device router (ragged expert
 // groups), both row tiles, and against moe_decode at T = 8. Unsupported pairs are refused.
 //
 // The naive implementation of each kernel is the one in its own precision: moe_decode multiplies
@@ -215,8 +215,9 @@ void run(const Layer& L, const QLayer& Q, int T, uint64_t seed, const std::strin
     y = to_f64(dy.download());
     expect_2x_naive(name + " bm=" + std::to_string(bm), y, naive, ref);
   }
-  if (T <= 64)  // the kernel's weights are exactly these BF16 values: only the sums differ
+  if (T <= 64) {  // the kernel's weights are exactly these BF16 values: only the sums differ
     EXPECT_LT(rel_err(y, moe_ref_bf16(Q, x, T, idx, w)), 1e-2) << name << " vs moe_ref";
+  }
   if (!y_dec.empty()) {
     const double d = rel_err(y, y_dec), en = rel_err(naive, ref);
     std::printf("  %-58s vs moe_decode %.3e (2x naive %.3e)\n", name.c_str(), d, 2 * en);
@@ -224,23 +225,35 @@ void run(const Layer& L, const QLayer& Q, int T, uint64_t seed, const std::strin
   }
 }
 
-// The prefill pairs of the policies: mixed (INT4 g128 routed + INT8 shared), INT4 g64 routed +
-// INT8 shared, INT8 + INT8.
-TEST(MoeQuant, PrefillModelShape) {
+// Every supported pair at the model's shape, decode at T = 1..8 and prefill at T = 1, 8, 37, 300;
+// the prefill's policy pairs: mixed (INT4 g128 routed + INT8 shared), INT4 g64 + INT8, INT8 + INT8.
+TEST(MoeQuant, ModelShapeEveryFormatPair) {
   DSOCR_SKIP_WITHOUT_GPU();
   const Layer L(kModel, 42);
   using F = WeightFormat;
   struct P {
     F fr;
     int gr;
+    F fs;
+    int gs;
     const char* name;
   };
-  uint64_t seed = 100;
-  for (const P p : {P{F::kInt4, 128, "int4 g128/int8"}, P{F::kInt4, 64, "int4 g64/int8"},
-                    P{F::kInt8, 0, "int8/int8"}}) {
-    const QLayer Q(L, p.fr, p.gr, F::kInt8, 0);
+  uint64_t seed = 10;
+  for (const P p : {P{F::kInt4, 128, F::kInt8, 0, "mixed int4/int8"},
+                    P{F::kInt4, 64, F::kInt8, 0, "int4 g64/int8"},
+                    P{F::kInt8, 0, F::kInt8, 0, "int8/int8"},
+                    P{F::kInt4, 64, F::kInt4, 64, "int4 g64/int4 g64"}}) {
+    const QLayer Q(L, p.fr, p.gr, p.fs, p.gs);
+    for (int T : {1, 2, 5, 8}) run(L, Q, T, ++seed, p.name);
     for (int T : {1, 8, 37, 300}) run(L, Q, T, ++seed, p.name, true);
   }
+}
+
+TEST(MoeQuant, SmallShape) {
+  DSOCR_SKIP_WITHOUT_GPU();
+  const Layer L({256, 16, 4, 128, 384}, 6, 0.1f);  // shared 384 = 3 slices of 128
+  const QLayer Q(L, WeightFormat::kInt4, 128, WeightFormat::kInt4, 128);
+  for (int T : {1, 3, 8}) run(L, Q, T, 70 + T, "dim256 e16 k4 int4");
 }
 
 // Small shapes: int4/int4 (the fourth supported pair) with group 128 on dim 256; dim 128 and inter
