@@ -100,7 +100,8 @@ struct MlpScales {
 // cast to uint16_t*; only the address is used) and the *_scales their scales. The routed experts
 // share one format and group, the shared experts another. moe_decode supports the combinations
 // (routed, shared) = (bf16, bf16), (int8, int8), (int4, int4), (int4, int8) (moe_decode_supports);
-// moe_prefill BF16 only (quantized prefill: runtime/decoder_gpu.cpp runs moe_decode per 8 rows).
+// moe_prefill the same pairs (its grouped GEMMs dequantize each weight tile to BF16 in shared
+// memory: bf16(q·scale), the value dequantize_bf16 gives, then the BF16 tensor-core loop).
 struct MoeDeviceWeights {
   MlpWeights experts[kMoeMaxExperts];  // gate/up [moe_inter, dim], down [dim, moe_inter]
   MlpWeights shared;                   // gate/up [shared_inter, dim], down [dim, shared_inter]
@@ -111,7 +112,7 @@ struct MoeDeviceWeights {
   int expert_group = 0;  // INT4 group of the routed experts (64 or 128)
   int shared_group = 0;
 };
-// Whether moe_decode has kernels for this (routed, shared) format pair.
+// Whether moe_decode (and moe_prefill) have kernels for this (routed, shared) format pair.
 bool moe_decode_supports(WeightFormat experts, WeightFormat shared);
 
 // Bytes of scratch moe_decode needs (the SwiGLU activations, BF16).
@@ -176,6 +177,10 @@ size_t moe_prefill_workspace_bytes(int T, int top_k, int n_experts, int64_t dim,
 // topk_idx values in [0, n_experts) (ids out of range are skipped: they add nothing); dim,
 // moe_inter, shared_inter multiples of 32; ldx % 8 == 0, ldx >= dim, ldy >= dim; x, weights and
 // workspace 16-byte aligned; workspace holds moe_prefill_workspace_bytes(...); y does not alias x.
+// Quantized weights: moe_decode_supports(expert_format, shared_format); check_quant_shape ok for
+// every gate/up [inter, dim] and down [dim, inter]; scales non-null. With quantized experts the
+// result differs from moe_decode's by the BF16 rounding of each dequantized weight (moe_decode
+// multiplies by the scale in FP32), ~2^-9 relative per weight.
 // Optional launch shape (tests and benchmarks sweep it; null = the measured default).
 constexpr int kMoePrefillDefaultBlockRows = 64;
 struct MoePrefillTuning {

@@ -37,6 +37,7 @@
 
 #include "kernels/cuda_vec.cuh"
 #include "kernels/moe.h"
+#include "kernels/quant.cuh"
 
 namespace dsocr {
 namespace {
@@ -230,16 +231,36 @@ struct GemmArgs {
   int T, dim, n_experts, top_k, moe_inter, shared_inter;
 };
 
-template <bool kGateUp, int MI>
-__global__ void __launch_bounds__(kGemmThreads, MI == 2 ? 2 : 1)
-    moe_grouped_gemm_kernel(GemmArgs a, MoeDeviceWeights w) {
+// Quantized weights (kernels/quant.h layouts): a stage's packed bytes (kBK = 32 values of each of
+// the 256 B rows: 32 B INT8, 16 B INT4, so 8 or 4 KB) travel by cp.async into a raw ring beside
+// the stages, as deep as the BF16 pipeline; once landed, each thread turns its four (row, 16-byte
+// chunk) pairs of the stage's B tile into bf16(q·scale) (dequant8_bf16: the value dequantize_bf16
+// gives) in the swizzled layout the ldmatrix loop reads, and the tensor-core loop is the BF16 one.
+// Cost: one more barrier per K-step and 4 x 16 B shared stores per thread, against 2-4x fewer
+// weight bytes from DRAM. Shared memory, BM 64: 80 + 4 x 8 = 112 KB (INT8), 96 KB (INT4): still 2
+// blocks per SM (228 KB).
+template <WeightFormat F>
+constexpr int kRawRow = static_cast<int>(cuda::row_bytes<F>(kBK));  // 0 for BF16
+template <WeightFormat F>
+constexpr int kRawStage = kBN * kRawRow<F>;
+template <WeightFormat FR, WeightFormat FS>
+constexpr int gemm_smem_fmt(int mi) {
+  return gemm_smem(mi) + kStages * std::max(kRawStage<FR>, kRawStage<FS>);
+}
+
+// One tile of a grouped GEMM whose weights are in format F.
+template <bool kGateUp, int MI, WeightFormat F>
+__device__ __forceinline__ void gemm_tile(const GemmArgs& a, const MoeDeviceWeights& w,
+                                          const Tile tile) {
   constexpr int kABytes = a_bytes(MI), kStageBytes = stage_bytes(MI), kWarpRows = 16 * MI;
-  if (static_cast<int>(blockIdx.x) >= *a.n_tiles) return;
+  constexpr bool kQuant = F != WeightFormat::kBf16;
+  constexpr int kRawChunks = kRawRow<F> / 16;  // 16-byte chunks per raw row: 2 (INT8), 1 (INT4)
   extern __shared__ __align__(128) uint8_t smem[];
-  const Tile tile = a.tiles[blockIdx.x];
   const int g = tile.x, row0 = tile.y, ct = tile.z, rows = tile.w;
   const bool sh = g == a.n_experts;
   const MlpWeights& mw = sh ? w.shared : w.experts[g];
+  const MlpScales& ms = sh ? w.shared_scales : w.expert_scales[g];
+  const int group = sh ? w.shared_group : w.expert_group;
   const int inter = sh ? a.shared_inter : a.moe_inter;
   const int64_t act_base = sh ? 0 : a.off[g];  // first act row of the group
   uint16_t* act = sh ? a.act_sh : a.act;
@@ -260,17 +281,36 @@ __global__ void __launch_bounds__(kGemmThreads, MI == 2 ? 2 : 1)
       a_src[i] = act + (act_base + r) * inter + c * 8;
     }
   }
-  const uint16_t* b_src[4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const int br = lr + 64 * i;
+  // Weight row of B row br (its first byte) and the row's scales (null for BF16).
+  auto b_row_src = [&](int br, const uint16_t** scales) {
+    const uint16_t *base, *sc;
+    int n;
     if (kGateUp) {
-      const int n = min(n0 + br % kGateUpCols, N - 1);
-      b_src[i] = (br < kGateUpCols ? mw.gate : mw.up) + static_cast<int64_t>(n) * K + c * 8;
+      n = min(n0 + br % kGateUpCols, N - 1);
+      base = br < kGateUpCols ? mw.gate : mw.up, sc = br < kGateUpCols ? ms.gate : ms.up;
     } else {
-      const int n = min(n0 + br, N - 1);
-      b_src[i] = mw.down + static_cast<int64_t>(n) * K + c * 8;
+      n = min(n0 + br, N - 1);
+      base = mw.down, sc = ms.down;
     }
+    *scales = kQuant ? sc + n * cuda::row_scales<F>(K, group) : nullptr;
+    return reinterpret_cast<const uint8_t*>(base) + n * cuda::row_bytes<F>(K);
+  };
+  const uint8_t* b_src[4];  // BF16: chunk c of B rows lr + 64 i
+  const uint16_t* b_sc[4];  // quantized: the scales of B rows lr + 64 i
+#pragma unroll
+  for (int i = 0; i < 4; ++i) b_src[i] = b_row_src(lr + 64 * i, &b_sc[i]) + 16 * c;
+  const uint8_t* raw_src[kQuant ? kRawChunks : 1];  // quantized: raw chunk tid + 256 j
+  float s_row[4];                                   // INT8: the row scales, fixed over K
+  if constexpr (kQuant) {
+    const uint16_t* unused;
+#pragma unroll
+    for (int j = 0; j < kRawChunks; ++j) {
+      const int q = tid + kGemmThreads * j;
+      raw_src[j] = b_row_src(q / kRawChunks, &unused) + 16 * (q % kRawChunks);
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+      s_row[i] = F == WeightFormat::kInt8 ? cuda::bf16_to_f32(__ldg(b_sc[i])) : 0.f;
   }
   const uint32_t s_base = cuda::smem_addr(smem);
   auto load = [&](int stage, int kt) {
@@ -278,9 +318,32 @@ __global__ void __launch_bounds__(kGemmThreads, MI == 2 ? 2 : 1)
 #pragma unroll
     for (int i = 0; i < MI / 2; ++i)
       cuda::cp_async16(sa + chunk_off(lr + 64 * i, c), a_src[i] + kt * kBK);
+    if constexpr (kQuant) {
+      const uint32_t raw = s_base + gemm_smem(MI) + stage * kRawStage<F>;
 #pragma unroll
-    for (int i = 0; i < 4; ++i)
-      cuda::cp_async16(sb + chunk_off(lr + 64 * i, c), b_src[i] + kt * kBK);
+      for (int j = 0; j < kRawChunks; ++j)
+        cuda::cp_async16(raw + 16 * (tid + kGemmThreads * j), raw_src[j] + kt * kRawRow<F>);
+    } else {
+#pragma unroll
+      for (int i = 0; i < 4; ++i)
+        cuda::cp_async16(sb + chunk_off(lr + 64 * i, c), b_src[i] + kt * (kBK * 2));
+    }
+  };
+  // Quantized: the landed raw bytes of K-step kt -> the BF16 B tile of its stage.
+  auto dequant = [&](int stage, int kt) {
+    if constexpr (kQuant) {
+      const uint8_t* raw = smem + gemm_smem(MI) + stage * kRawStage<F>;
+      uint8_t* bt = smem + stage * kStageBytes + kABytes;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const int r = lr + 64 * i;
+        const float sc = F == WeightFormat::kInt8
+                             ? s_row[i]
+                             : cuda::bf16_to_f32(__ldg(b_sc[i] + (kt * kBK + c * 8) / group));
+        *reinterpret_cast<uint4*>(bt + chunk_off(r, c)) = cuda::dequant8_bf16<F>(
+            raw + r * kRawRow<F> + cuda::row_bytes<F>(c * 8), sc);
+      }
+    }
   };
 
   const int wm = warp / 4, wn = warp % 4;
@@ -304,9 +367,11 @@ __global__ void __launch_bounds__(kGemmThreads, MI == 2 ? 2 : 1)
   for (int kt = 0; kt < nk; ++kt) {
     cuda::cp_async_wait<kStages - 2>();
     __syncthreads();  // stage kt landed for all; stage kt - 1 consumed by all
-    const int nxt = kt + kStages - 1;
+    if constexpr (kQuant) dequant(kt % kStages, kt);
+    const int nxt = kt + kStages - 1;  // into the stage (and raw slot) of kt - 1
     if (nxt < nk) load(nxt % kStages, nxt);
     cuda::cp_async_commit();
+    if constexpr (kQuant) __syncthreads();  // stage kt's B tile written by all
     const uint32_t sa = s_base + (kt % kStages) * kStageBytes, sb = sa + kABytes;
 #pragma unroll
     for (int ks = 0; ks < kBK / 16; ++ks) {
@@ -365,6 +430,21 @@ __global__ void __launch_bounds__(kGemmThreads, MI == 2 ? 2 : 1)
         }
       }
     }
+}
+
+// The routed experts' tiles run gemm_tile<FR>, the shared MLP's gemm_tile<FS> (a block-uniform
+// branch; FR == FS, the BF16 kernel among them, compiles one body).
+template <bool kGateUp, int MI, WeightFormat FR, WeightFormat FS>
+__global__ void __launch_bounds__(kGemmThreads, MI == 2 ? 2 : 1)
+    moe_grouped_gemm_kernel(GemmArgs a, MoeDeviceWeights w) {
+  if (static_cast<int>(blockIdx.x) >= *a.n_tiles) return;
+  const Tile tile = a.tiles[blockIdx.x];
+  if constexpr (FR == FS)
+    gemm_tile<kGateUp, MI, FR>(a, w, tile);
+  else if (tile.x == a.n_experts)
+    gemm_tile<kGateUp, MI, FS>(a, w, tile);
+  else
+    gemm_tile<kGateUp, MI, FR>(a, w, tile);
 }
 
 // ---- 4. Weighted combine + epilogue ----
@@ -452,25 +532,46 @@ Plan make_plan(int64_t T, int64_t top_k, int64_t n_experts, int64_t dim, int64_t
   return p;
 }
 
-// The two grouped GEMMs with row tiles of 32 · MI.
-template <int MI>
+// The two grouped GEMMs with row tiles of 32 · MI, routed experts in FR, shared in FS.
+template <int MI, WeightFormat FR, WeightFormat FS>
 cudaError_t launch_gemms(GemmArgs a, const MoeDeviceWeights& w, int64_t grid1, int64_t grid2,
                          Tile* tiles2, const int32_t* n_tiles2, cudaStream_t stream) {
-  constexpr int smem = gemm_smem(MI);
-  cudaError_t e = cudaFuncSetAttribute(moe_grouped_gemm_kernel<true, MI>,
+  constexpr int smem = gemm_smem_fmt<FR, FS>(MI);
+  cudaError_t e = cudaFuncSetAttribute(moe_grouped_gemm_kernel<true, MI, FR, FS>,
                                        cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e == cudaSuccess)
-    e = cudaFuncSetAttribute(moe_grouped_gemm_kernel<false, MI>,
+    e = cudaFuncSetAttribute(moe_grouped_gemm_kernel<false, MI, FR, FS>,
                              cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (e != cudaSuccess) return e;
-  moe_grouped_gemm_kernel<true, MI>
+  moe_grouped_gemm_kernel<true, MI, FR, FS>
       <<<static_cast<unsigned>(grid1), kGemmThreads, smem, stream>>>(a, w);
   if ((e = cudaGetLastError()) != cudaSuccess) return e;
   a.tiles = tiles2;
   a.n_tiles = n_tiles2;
-  moe_grouped_gemm_kernel<false, MI>
+  moe_grouped_gemm_kernel<false, MI, FR, FS>
       <<<static_cast<unsigned>(grid2), kGemmThreads, smem, stream>>>(a, w);
   return cudaGetLastError();
+}
+// launch_gemms for the (routed, shared) format pair of w (moe_decode_supports).
+template <int MI>
+cudaError_t launch_gemms_fmt(GemmArgs a, const MoeDeviceWeights& w, int64_t grid1, int64_t grid2,
+                             Tile* tiles2, const int32_t* n_tiles2, cudaStream_t stream) {
+  using F = WeightFormat;
+  if (w.expert_format == F::kBf16)
+    return launch_gemms<MI, F::kBf16, F::kBf16>(a, w, grid1, grid2, tiles2, n_tiles2, stream);
+  if (w.expert_format == F::kInt8)
+    return launch_gemms<MI, F::kInt8, F::kInt8>(a, w, grid1, grid2, tiles2, n_tiles2, stream);
+  if (w.shared_format == F::kInt4)
+    return launch_gemms<MI, F::kInt4, F::kInt4>(a, w, grid1, grid2, tiles2, n_tiles2, stream);
+  return launch_gemms<MI, F::kInt4, F::kInt8>(a, w, grid1, grid2, tiles2, n_tiles2, stream);
+}
+
+// A quantized MLP's shapes (check_quant_shape for gate/up [inter, dim] and down [dim, inter]) and
+// scales; BF16: nothing to check.
+bool bad_quant_mlp(WeightFormat f, int group, const MlpScales& s, int dim, int inter) {
+  return f != WeightFormat::kBf16 &&
+         (!check_quant_shape(f, inter, dim, group).ok() ||
+          !check_quant_shape(f, dim, inter, group).ok() || !s.gate || !s.up || !s.down);
 }
 
 }  // namespace
@@ -487,8 +588,9 @@ cudaError_t moe_prefill(const uint16_t* x, int64_t ldx, const int32_t* topk_idx,
                         const MoePrefillTuning* tuning) {
   const int bm = tuning && tuning->block_rows ? tuning->block_rows : kMoePrefillDefaultBlockRows;
   if (bm != 64 && bm != 128) return cudaErrorInvalidValue;
-  if (w.expert_format != WeightFormat::kBf16 || w.shared_format != WeightFormat::kBf16)
-    return cudaErrorInvalidValue;  // BF16 weights only (moe.h)
+  if (!moe_decode_supports(w.expert_format, w.shared_format) ||
+      bad_quant_mlp(w.shared_format, w.shared_group, w.shared_scales, dim, shared_inter))
+    return cudaErrorInvalidValue;  // the format pairs of moe_decode (moe.h)
   if (T < 1 || n_experts < 1 || n_experts > kMoeMaxExperts || top_k < 1 || top_k > n_experts ||
       top_k > kMoeMaxTopK || dim < kBK || dim % kBK || moe_inter < kBK || moe_inter % kBK ||
       shared_inter < kBK || shared_inter % kBK || ldx < dim || ldx % 8 || !aligned16(x) || !x ||
@@ -496,7 +598,9 @@ cudaError_t moe_prefill(const uint16_t* x, int64_t ldx, const int32_t* topk_idx,
     return cudaErrorInvalidValue;
   for (int e = 0; e < n_experts; ++e) {
     const MlpWeights& m = w.experts[e];
-    if (!m.gate || !m.up || !m.down || !aligned16(m.gate) || !aligned16(m.up) || !aligned16(m.down))
+    if (!m.gate || !m.up || !m.down || !aligned16(m.gate) || !aligned16(m.up) ||
+        !aligned16(m.down) ||
+        bad_quant_mlp(w.expert_format, w.expert_group, w.expert_scales[e], dim, moe_inter))
       return cudaErrorInvalidValue;
   }
   if (!w.shared.gate || !w.shared.up || !w.shared.down || !aligned16(w.shared.gate) ||
@@ -533,8 +637,8 @@ cudaError_t moe_prefill(const uint16_t* x, int64_t ldx, const int32_t* topk_idx,
   if ((e = cudaGetLastError()) != cudaSuccess) return e;
   const int64_t g1 = max_tiles(p, 0, T, top_k, n_experts, bm);
   const int64_t g2 = max_tiles(p, 1, T, top_k, n_experts, bm);
-  e = bm == 64 ? launch_gemms<2>(a, w, g1, g2, tiles2, n_tiles + 1, stream)
-               : launch_gemms<4>(a, w, g1, g2, tiles2, n_tiles + 1, stream);
+  e = bm == 64 ? launch_gemms_fmt<2>(a, w, g1, g2, tiles2, n_tiles + 1, stream)
+               : launch_gemms_fmt<4>(a, w, g1, g2, tiles2, n_tiles + 1, stream);
   if (e != cudaSuccess) return e;
   moe_combine_kernel<<<T, kCombineThreads, 0, stream>>>(topk_idx, topk_w, a.out, y, ldy, ep, T, dim,
                                                         n_experts, top_k);

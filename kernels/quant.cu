@@ -102,21 +102,10 @@ __global__ void dequantize_kernel(const uint8_t* __restrict__ q, const uint16_t*
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n_chunks) return;
   const int64_t kc = k / 8, row = r0 + i / kc, col = (i % kc) * 8;
-  float f[8];
-  float sc;
-  if constexpr (F == WeightFormat::kInt8) {
-    const uint2 v = *reinterpret_cast<const uint2*>(q + row * k + col);
-    cuda::int8_word_to_f32(v.x, f);
-    cuda::int8_word_to_f32(v.y, f + 4);
-    sc = cuda::bf16_to_f32(s[row]);
-  } else {
-    const uint32_t v = *reinterpret_cast<const uint32_t*>(q + row * (k / 2) + col / 2);
-    cuda::int4_word_to_f32(v, f);
-    sc = cuda::bf16_to_f32(s[row * (k / group) + col / group]);
-  }
-#pragma unroll
-  for (int e = 0; e < 8; ++e) f[e] *= sc;
-  *reinterpret_cast<uint4*>(out + i * 8) = cuda::pack8(f);
+  const uint16_t sb = s[row * cuda::row_scales<F>(k, group) +
+                        (F == WeightFormat::kInt8 ? 0 : col / group)];
+  *reinterpret_cast<uint4*>(out + i * 8) = cuda::dequant8_bf16<F>(
+      q + row * cuda::row_bytes<F>(k) + cuda::row_bytes<F>(col), cuda::bf16_to_f32(sb));
 }
 
 static_assert(kInt4Perm[1] == 2 && kInt4Perm[3] == 6 && kInt4Perm[4] == 1 && kInt4Perm[7] == 7,

@@ -1,5 +1,6 @@
 // Device helpers for quantized weights (formats in kernels/quant.h), shared by the quantized decode
-// GEMV (gemv_quant.cu) and the decode MoE (moe_decode.cu): per-format constants, the INT8 / INT4
+// GEMV (gemv_quant.cu), the decode MoE (moe_decode.cu), the dequantizer (quant.cu) and the
+// prefill MoE's weight tiles (moe_prefill.cu): per-format constants, the INT8 / INT4
 // to float conversions, and dot_rows_fmt, the format-generic twin of cuda::dot_rows. Internal to
 // kernels/*.cu.
 #pragma once
@@ -44,6 +45,27 @@ __device__ __forceinline__ void int4_word_to_f32(uint32_t word, float* f) {
 __device__ __forceinline__ void int8_word_to_f32(uint32_t word, float* f) {
 #pragma unroll
   for (int b = 0; b < 4; ++b) f[b] = static_cast<float>(static_cast<int8_t>(word >> (8 * b)));
+}
+
+// 8 values of a quantized row as BF16, bf16(q · scale) (FP32 product, then round to nearest even):
+// columns c..c+7 (c % 8 == 0) at p, 8 bytes (INT8) or one interleaved word (INT4), in global or
+// shared memory. The one definition of a dequantized BF16 weight: dequantize_bf16 (quant.cu) and
+// moe_prefill's weight tiles. q·scale is exact in FP32 (at most 15 significant bits), so the only
+// rounding is the one to BF16 (relative 2^-9).
+template <WeightFormat F>
+__device__ __forceinline__ uint4 dequant8_bf16(const uint8_t* p, float scale) {
+  static_assert(F == WeightFormat::kInt8 || F == WeightFormat::kInt4, "quantized formats only");
+  float f[8];
+  if constexpr (F == WeightFormat::kInt8) {
+    const uint2 v = *reinterpret_cast<const uint2*>(p);
+    int8_word_to_f32(v.x, f);
+    int8_word_to_f32(v.y, f + 4);
+  } else {
+    int4_word_to_f32(*reinterpret_cast<const uint32_t*>(p), f);
+  }
+#pragma unroll
+  for (int e = 0; e < 8; ++e) f[e] *= scale;
+  return pack8(f);
 }
 
 // Scale of chunk c (kChunkValues<F> values) of a row whose scales start at s. INT4: a chunk lies

@@ -324,19 +324,6 @@ struct GpuDecoder::Impl {
                                 GemvEpilogue::kStoreF32, work.moe_ws, static_cast<int>(T),
                                 static_cast<int>(d), cfg.n_experts, cfg.top_k, cfg.moe_inter,
                                 cfg.shared_inter(), stream));
-    } else if (moe_w[l].expert_format != WeightFormat::kBf16 ||
-               moe_w[l].shared_format != WeightFormat::kBf16) {
-      // Quantized experts: moe_prefill's grouped GEMM reads BF16 only, so the prefill runs the
-      // decode MoE over chunks of 8 rows (correct, but it reads the chosen experts once per
-      // chunk; a dequantizing grouped GEMM is the next step).
-      for (int64_t r0 = 0; r0 < T; r0 += kMoeDecodeMaxT) {
-        const int rows = static_cast<int>(std::min<int64_t>(kMoeDecodeMaxT, T - r0));
-        DSOCR_CUDA_TRY(moe_decode(work.x + r0 * d, d, work.topk_idx + r0 * cfg.top_k,
-                                  work.topk_w + r0 * cfg.top_k, moe_w[l], work.delta + r0 * d, d,
-                                  GemvEpilogue::kStoreF32, work.moe_ws, rows,
-                                  static_cast<int>(d), cfg.n_experts, cfg.top_k, cfg.moe_inter,
-                                  cfg.shared_inter(), stream));
-      }
     } else {
       DSOCR_CUDA_TRY(moe_prefill(work.x, d, work.topk_idx, work.topk_w, moe_w[l], work.delta, d,
                                  GemvEpilogue::kStoreF32, work.moe_ws, static_cast<int>(T),

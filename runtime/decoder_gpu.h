@@ -51,9 +51,9 @@ class GpuDecoder {
   // quant: the policy the weights were stored with (runtime/quant_policy.h; each decoder linear
   // weight's slot holds values + scales for its stored_format): quantized weights run the
   // kernels/quant.h GEMVs and the quantized moe_decode; prefill dequantizes attention / dense
-  // weights into the MoE scratch block by block for cuBLASLt and runs a quantized MoE as
-  // moe_decode over 8-row chunks (slower than the BF16 grouped GEMM; a fused dequantizing GEMM is
-  // the next step). A combination the kernels lack is a one-line error.
+  // weights into the MoE scratch block by block for cuBLASLt and runs a quantized MoE through
+  // moe_prefill (its grouped GEMMs dequantize weight tiles in shared memory). A combination the
+  // kernels lack is a one-line error.
   static Expected<std::unique_ptr<GpuDecoder>> create(const ModelConfig& cfg,
                                                       const DecoderWeights& w, int64_t max_rows,
                                                       uint8_t* work, uint64_t work_bytes,

@@ -1,22 +1,31 @@
-// Decode MoE over quantized weights (kernels/moe_decode.cu with MoeDeviceWeights' formats): the
-// routed experts and the shared experts quantized with quantize_*_ref, every supported (routed,
-// shared) pair, T = 1..8, against float64 of the same dequantized weights with the 2×-naive rule,
-// and against moe_ref on the dequantized weights rounded to BF16 (rel 1e-2: that rounding is the
-// only difference). Unsupported pairs and moe_prefill refuse quantized weights.
+// MoE over quantized weights (kernels/moe_decode.cu and kernels/moe_prefill.cu with
+// MoeDeviceWeights' formats): the routed experts and the shared experts quantized with
+// quantize_*_ref, every supported (routed, shared) pair, against float64 of the same dequantized
+// weights with the 2×-naive rule, and against moe_ref on the dequantized weights rounded to BF16
+// (rel 1e-2). Decode: T = 1..8. Prefill: T = 1, 8, 37, 300 through the device router (ragged expert
+// groups), both row tiles, and against moe_decode at T = 8. Unsupported pairs are refused.
+//
+// The naive implementation of each kernel is the one in its own precision: moe_decode multiplies
+// by the scale in FP32, so its naive form reads the exact dequantized weights; moe_prefill's tensor
+// cores read BF16, so its naive form reads them rounded to BF16 (dequantize_bf16's values, the
+// prefill's weights before this kernel existed). The float64 reference is the same for both: the
+// exact dequantized weights.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <memory>
 
 #include "gpu/moe_test_util.h"
+#include "kernels/parallel.h"
 #include "kernels/quant.h"
 
 namespace dsocr::test {
 namespace {
 
-// One quantized [n, k] weight: the slot on the device, the dequantized floats on the host.
+// One quantized [n, k] weight: the slot on the device, the dequantized floats on the host (exact,
+// and rounded to BF16).
 struct QMat {
-  std::vector<float> deq;
+  std::vector<float> deq, deq_bf;
   size_t off = 0;  // byte offset of the slot in the layer's device buffer
   int64_t n = 0, k = 0;
 };
@@ -48,6 +57,8 @@ struct QLayer {
       quantize_int4_ref(wf.data(), v, sc, n, k, group);
       dequantize_int4_ref(v, sc, m.deq.data(), n, k, group);
     }
+    m.deq_bf.resize(n * k);
+    for (int64_t i = 0; i < n * k; ++i) m.deq_bf[i] = round_bf16(m.deq[i]);
     return m;
   }
 
@@ -81,14 +92,18 @@ struct QLayer {
   }
 };
 
-// y[t] = Σ_k w_k·expert_k(x_t) + shared(x_t) on the dequantized weights: float64, or naive (FP32
-// sequential sums, act rounded to BF16).
+// y[t] = Σ_k w_k·expert_k(x_t) + shared(x_t) on the dequantized weights: float64 on the exact
+// ones, or naive (FP32 sequential sums, act rounded to BF16) on the exact ones or on them rounded
+// to BF16 (bf16_weights). Multithreaded over tokens.
 std::vector<double> eval(const QLayer& Q, const std::vector<uint16_t>& x, int T,
-                         const std::vector<int32_t>& idx, const std::vector<float>& w, bool naive) {
+                         const std::vector<int32_t>& idx, const std::vector<float>& w, bool naive,
+                         bool bf16_weights = false) {
   const Shape& s = Q.s;
-  std::vector<double> out;
+  std::vector<double> out(static_cast<size_t>(T) * s.dim);
   auto mlp = [&](const QMat* m, int inter, const uint16_t* xt, double wt, std::vector<double>& yd,
                  std::vector<float>& yf) {
+    const std::vector<float>* fw[3];  // the weights the naive form reads
+    for (int i = 0; i < 3; ++i) fw[i] = bf16_weights ? &m[i].deq_bf : &m[i].deq;
     std::vector<double> ad(inter);
     std::vector<float> af(inter);
     for (int j = 0; j < inter; ++j) {
@@ -96,10 +111,9 @@ std::vector<double> eval(const QLayer& Q, const std::vector<uint16_t>& x, int T,
       float gf = 0, uf = 0;
       for (int q = 0; q < s.dim; ++q) {
         const float xv = bf16_to_f32(xt[q]);
-        const float gw = m[0].deq[static_cast<size_t>(j) * s.dim + q];
-        const float uw = m[1].deq[static_cast<size_t>(j) * s.dim + q];
-        g += static_cast<double>(gw) * xv, u += static_cast<double>(uw) * xv;
-        gf += gw * xv, uf += uw * xv;
+        const size_t o = static_cast<size_t>(j) * s.dim + q;
+        g += static_cast<double>(m[0].deq[o]) * xv, u += static_cast<double>(m[1].deq[o]) * xv;
+        gf += (*fw[0])[o] * xv, uf += (*fw[1])[o] * xv;
       }
       ad[j] = g / (1 + std::exp(-g)) * u;
       af[j] = round_bf16(gf / (1.f + std::exp(-gf)) * uf);
@@ -108,45 +122,32 @@ std::vector<double> eval(const QLayer& Q, const std::vector<uint16_t>& x, int T,
       double d = 0;
       float f = 0;
       for (int j = 0; j < inter; ++j) {
-        const float dw = m[2].deq[static_cast<size_t>(i) * inter + j];
-        d += static_cast<double>(dw) * ad[j];
-        f += dw * af[j];
+        const size_t o = static_cast<size_t>(i) * inter + j;
+        d += static_cast<double>(m[2].deq[o]) * ad[j];
+        f += (*fw[2])[o] * af[j];
       }
       yd[i] += wt * d;
       yf[i] += static_cast<float>(wt) * f;
     }
   };
-  for (int t = 0; t < T; ++t) {
-    std::vector<double> yd(s.dim, 0.0);
-    std::vector<float> yf(s.dim, 0.f);
-    const uint16_t* xt = x.data() + static_cast<size_t>(t) * s.dim;
-    for (int k = 0; k < s.top_k; ++k)
-      mlp(&Q.experts[3 * idx[t * s.top_k + k]], s.moe_inter, xt, w[t * s.top_k + k], yd, yf);
-    mlp(Q.shared, s.shared_inter, xt, 1.0, yd, yf);
-    for (int i = 0; i < s.dim; ++i) out.push_back(naive ? yf[i] : yd[i]);
-  }
+  parallel_for(T, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; ++t) {
+      std::vector<double> yd(s.dim, 0.0);
+      std::vector<float> yf(s.dim, 0.f);
+      const uint16_t* xt = x.data() + static_cast<size_t>(t) * s.dim;
+      for (int k = 0; k < s.top_k; ++k)
+        mlp(&Q.experts[3 * idx[t * s.top_k + k]], s.moe_inter, xt, w[t * s.top_k + k], yd, yf);
+      mlp(Q.shared, s.shared_inter, xt, 1.0, yd, yf);
+      for (int i = 0; i < s.dim; ++i) out[t * s.dim + i] = naive ? yf[i] : yd[i];
+    }
+  });
   return out;
 }
 
-void run(const Layer& L, const QLayer& Q, int T, uint64_t seed, const std::string& label) {
-  const Shape& s = L.s;
-  Rng rng(seed);
-  const std::vector<uint16_t> x = random_bf16(rng, static_cast<size_t>(T) * s.dim);
-  DevBuf<uint16_t> dx(x);
-  DevBuf<int32_t> didx(T * s.top_k);
-  DevBuf<float> dw(T * s.top_k), dy(static_cast<size_t>(T) * s.dim);
-  DevBuf<uint8_t> ws(moe_decode_workspace_bytes(T, s.top_k, s.moe_inter, s.shared_inter));
-  LAUNCH_OK(moe_router(dx.get(), s.dim, L.router_d, nullptr, didx.get(), dw.get(), T, s.dim,
-                       s.n_experts, s.top_k, 1.f, nullptr));
-  LAUNCH_OK(moe_decode(dx.get(), s.dim, didx.get(), dw.get(), Q.dw, dy.get(), s.dim,
-                       GemvEpilogue::kStoreF32, ws.get(), T, s.dim, s.n_experts, s.top_k,
-                       s.moe_inter, s.shared_inter, nullptr));
-  const std::vector<int32_t> idx = didx.download();
-  const std::vector<float> w = dw.download(), y = dy.download();
-  const std::string name = label + " T=" + std::to_string(T);
-  expect_2x_naive(name, to_f64(y), eval(Q, x, T, idx, w, true), eval(Q, x, T, idx, w, false));
-
-  // moe_ref on the dequantized weights rounded to BF16.
+// moe_ref (float32) on the dequantized weights rounded to BF16.
+std::vector<double> moe_ref_bf16(const QLayer& Q, const std::vector<uint16_t>& x, int T,
+                                 const std::vector<int32_t>& idx, const std::vector<float>& w) {
+  const Shape& s = Q.s;
   auto bf = [](const QMat& m) {
     std::vector<uint16_t> b(m.deq.size());
     for (size_t i = 0; i < b.size(); ++i) b[i] = f32_to_bf16(m.deq[i]);
@@ -166,9 +167,66 @@ void run(const Layer& L, const QLayer& Q, int T, uint64_t seed, const std::strin
   std::vector<float> scratch(moe_scratch_floats(T, s.dim, s.moe_inter, s.shared_inter));
   moe_ref(xf.data(), idx.data(), w.data(), ex.data(), sh, yref.data(), scratch.data(), T, s.dim,
           s.n_experts, s.top_k, s.moe_inter, s.shared_inter);
-  EXPECT_LT(rel_err(to_f64(y), to_f64(yref)), 1e-2) << name << " vs moe_ref";
+  return to_f64(yref);
 }
 
+// T tokens routed by the device router (ragged groups at prefill sizes: ~T·6/64 rows per expert,
+// some experts with none at small T) through moe_decode (T <= kMoeDecodeMaxT) and, with `prefill`,
+// moe_prefill with both row tiles (FP32 output poisoned with NaN before each call), checked
+// against moe_decode where both run.
+void run(const Layer& L, const QLayer& Q, int T, uint64_t seed, const std::string& label,
+         bool prefill = false) {
+  const Shape& s = L.s;
+  Rng rng(seed);
+  const std::vector<uint16_t> x = random_bf16(rng, static_cast<size_t>(T) * s.dim);
+  DevBuf<uint16_t> dx(x);
+  DevBuf<int32_t> didx(T * s.top_k);
+  DevBuf<float> dw(T * s.top_k), dy(static_cast<size_t>(T) * s.dim);
+  LAUNCH_OK(moe_router(dx.get(), s.dim, L.router_d, nullptr, didx.get(), dw.get(), T, s.dim,
+                       s.n_experts, s.top_k, 1.f, nullptr));
+  const std::vector<int32_t> idx = didx.download();
+  const std::vector<float> w = dw.download();
+  const std::string name = label + (prefill ? " prefill" : "") + " T=" + std::to_string(T);
+  const std::vector<double> ref = eval(Q, x, T, idx, w, false);
+  std::vector<double> y_dec;
+  if (T <= kMoeDecodeMaxT) {
+    DevBuf<uint8_t> ws(moe_decode_workspace_bytes(T, s.top_k, s.moe_inter, s.shared_inter));
+    LAUNCH_OK(moe_decode(dx.get(), s.dim, didx.get(), dw.get(), Q.dw, dy.get(), s.dim,
+                         GemvEpilogue::kStoreF32, ws.get(), T, s.dim, s.n_experts, s.top_k,
+                         s.moe_inter, s.shared_inter, nullptr));
+    y_dec = to_f64(dy.download());
+  }
+  if (!prefill) {
+    expect_2x_naive(name, y_dec, eval(Q, x, T, idx, w, true), ref);
+    EXPECT_LT(rel_err(y_dec, moe_ref_bf16(Q, x, T, idx, w)), 1e-2) << name << " vs moe_ref";
+    return;
+  }
+  const std::vector<double> naive = eval(Q, x, T, idx, w, true, true);
+  DevBuf<uint8_t> ws(
+      moe_prefill_workspace_bytes(T, s.top_k, s.n_experts, s.dim, s.moe_inter, s.shared_inter));
+  std::vector<double> y;
+  for (int bm : {64, 128}) {
+    const MoePrefillTuning tune{bm};
+    dy.poison();
+    ws.poison();
+    LAUNCH_OK(moe_prefill(dx.get(), s.dim, didx.get(), dw.get(), Q.dw, dy.get(), s.dim,
+                          GemvEpilogue::kStoreF32, ws.get(), T, s.dim, s.n_experts, s.top_k,
+                          s.moe_inter, s.shared_inter, nullptr, &tune));
+    y = to_f64(dy.download());
+    expect_2x_naive(name + " bm=" + std::to_string(bm), y, naive, ref);
+  }
+  if (T <= 64) {  // the kernel's weights are exactly these BF16 values: only the sums differ
+    EXPECT_LT(rel_err(y, moe_ref_bf16(Q, x, T, idx, w)), 1e-2) << name << " vs moe_ref";
+  }
+  if (!y_dec.empty()) {
+    const double d = rel_err(y, y_dec), en = rel_err(naive, ref);
+    std::printf("  %-58s vs moe_decode %.3e (2x naive %.3e)\n", name.c_str(), d, 2 * en);
+    EXPECT_LE(d, 2 * en + 0x1.0p-24) << name << " vs moe_decode";
+  }
+}
+
+// Every supported pair at the model's shape, decode at T = 1..8 and prefill at T = 1, 8, 37, 300;
+// the prefill's policy pairs: mixed (INT4 g128 routed + INT8 shared), INT4 g64 + INT8, INT8 + INT8.
 TEST(MoeQuant, ModelShapeEveryFormatPair) {
   DSOCR_SKIP_WITHOUT_GPU();
   const Layer L(kModel, 42);
@@ -182,10 +240,12 @@ TEST(MoeQuant, ModelShapeEveryFormatPair) {
   };
   uint64_t seed = 10;
   for (const P p : {P{F::kInt4, 128, F::kInt8, 0, "mixed int4/int8"},
+                    P{F::kInt4, 64, F::kInt8, 0, "int4 g64/int8"},
                     P{F::kInt8, 0, F::kInt8, 0, "int8/int8"},
                     P{F::kInt4, 64, F::kInt4, 64, "int4 g64/int4 g64"}}) {
     const QLayer Q(L, p.fr, p.gr, p.fs, p.gs);
     for (int T : {1, 2, 5, 8}) run(L, Q, T, ++seed, p.name);
+    for (int T : {1, 8, 37, 300}) run(L, Q, T, ++seed, p.name, true);
   }
 }
 
@@ -194,6 +254,22 @@ TEST(MoeQuant, SmallShape) {
   const Layer L({256, 16, 4, 128, 384}, 6, 0.1f);  // shared 384 = 3 slices of 128
   const QLayer Q(L, WeightFormat::kInt4, 128, WeightFormat::kInt4, 128);
   for (int T : {1, 3, 8}) run(L, Q, T, 70 + T, "dim256 e16 k4 int4");
+}
+
+// Small shapes: int4/int4 (the fourth supported pair) with group 128 on dim 256; dim 128 and inter
+// 192 cut the column tiles mid-tile (clamped B rows), INT4 groups of 64 span two K-steps.
+TEST(MoeQuant, PrefillSmallShapes) {
+  DSOCR_SKIP_WITHOUT_GPU();
+  {
+    const Layer L({256, 16, 4, 128, 384}, 6, 0.1f);
+    const QLayer Q(L, WeightFormat::kInt4, 128, WeightFormat::kInt4, 128);
+    for (int T : {3, 8, 130}) run(L, Q, T, 80 + T, "dim256 e16 k4 int4/int4", true);
+  }
+  {
+    const Layer L({128, 7, 2, 192, 64}, 9, 0.2f);
+    const QLayer Q(L, WeightFormat::kInt4, 64, WeightFormat::kInt8, 0);
+    for (int T : {5, 77}) run(L, Q, T, 90 + T, "dim128 e7 k2 i192 s64 int4 g64/int8", true);
+  }
 }
 
 TEST(MoeQuant, RefusesUnsupported) {
@@ -220,7 +296,21 @@ TEST(MoeQuant, RefusesUnsupported) {
                        GemvEpilogue::kStoreF32, ws.get(), 1, s.dim, s.n_experts, s.top_k,
                        s.moe_inter, s.shared_inter, nullptr),
             cudaErrorInvalidValue);
-  EXPECT_EQ(moe_prefill(dx.get(), s.dim, didx.get(), dw.get(), Q.dw, dy.get(), s.dim,
+  EXPECT_EQ(moe_prefill(dx.get(), s.dim, didx.get(), dw.get(), bad, dy.get(), s.dim,
+                        GemvEpilogue::kStoreF32, ws.get(), 1, s.dim, s.n_experts, s.top_k,
+                        s.moe_inter, s.shared_inter, nullptr),
+            cudaErrorInvalidValue);  // a scale missing
+  bad = Q.dw;
+  bad.shared_format = WeightFormat::kInt4;
+  bad.shared_group = 128;
+  EXPECT_EQ(moe_prefill(dx.get(), s.dim, didx.get(), dw.get(), bad, dy.get(), s.dim,
+                        GemvEpilogue::kStoreF32, ws.get(), 1, s.dim, s.n_experts, s.top_k,
+                        s.moe_inter, s.shared_inter, nullptr),
+            cudaErrorInvalidValue);  // (int8, int4)
+  bad = Q.dw;
+  bad.expert_format = WeightFormat::kInt4;
+  bad.expert_group = 96;  // not 64 or 128
+  EXPECT_EQ(moe_prefill(dx.get(), s.dim, didx.get(), dw.get(), bad, dy.get(), s.dim,
                         GemvEpilogue::kStoreF32, ws.get(), 1, s.dim, s.n_experts, s.top_k,
                         s.moe_inter, s.shared_inter, nullptr),
             cudaErrorInvalidValue);
