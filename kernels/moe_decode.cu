@@ -204,8 +204,12 @@ __global__ void __launch_bounds__(kGateUpWarps* kWarp)
                        uint16_t* __restrict__ act_sh,  // [T, shared_inter]
                        int T, int dim, int n_experts, int top_k, int moe_inter, int shared_inter) {
   constexpr int NW = 2 * R;
-  const int slot = blockIdx.y, n_routed = T * top_k;
-  const bool routed = slot < n_routed;
+  // Shared slices first (blockIdx.y < n_sh): blocks are dispatched in y order, so the blocks that
+  // can load their weights before the router's result are the first on the SMs; a routed block
+  // waits for the routing before its first load.
+  const int n_routed = T * top_k, n_sh = gridDim.y - n_routed;
+  const bool routed = static_cast<int>(blockIdx.y) >= n_sh;
+  const int slot = routed ? blockIdx.y - n_sh : n_routed + blockIdx.y;
   const int warp = threadIdx.x / kWarp, lane = threadIdx.x % kWarp;
   const uint8_t* gate;
   const uint8_t* up;
