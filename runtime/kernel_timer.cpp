@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 
 #include "kernels/gemm.h"
 #include "loader/bf16.h"
 #include "runtime/cuda_check.h"
+#include "runtime/planner.h"
 
 namespace dsocr {
 namespace {
@@ -102,6 +104,32 @@ Expected<double> measure_copy_gbps() {
   }
   DSOCR_CUDA_TRY(cudaGetLastError());
   return 2.0 * static_cast<double>(bytes) / (quantile(ms, 0.5) * 1e-3) * 1e-9;
+}
+
+Expected<double> measure_h2d_gbps(uint64_t bytes, int samples) {
+  void* host = nullptr;
+  if (cudaHostAlloc(&host, bytes, cudaHostAllocDefault) != cudaSuccess) {
+    cudaGetLastError();
+    return Status::Error("host-to-device bandwidth: cannot allocate " + format_bytes(bytes) +
+                         " of pinned host memory");
+  }
+  const std::unique_ptr<void, cudaError_t (*)(void*)> keep(host, cudaFreeHost);
+  std::memset(host, 0x3c, bytes);  // touched: no first-use cost in the timing
+  BenchBuffer dst(bytes, 1);
+  if (!dst.ok())
+    return Status::Error("host-to-device bandwidth: cannot allocate " + format_bytes(bytes) +
+                         " on the GPU");
+  Events ev;
+  std::vector<double> ms;
+  for (int i = 0; i <= samples; ++i) {  // i = 0: warm-up
+    cudaEventRecord(ev.a);
+    cudaMemcpyAsync(dst.as<void>(), host, bytes, cudaMemcpyHostToDevice);
+    cudaEventRecord(ev.b);
+    cudaEventSynchronize(ev.b);
+    if (i > 0) ms.push_back(ev.ms());
+  }
+  DSOCR_CUDA_TRY(cudaGetLastError());
+  return static_cast<double>(bytes) / (quantile(ms, 0.5) * 1e-3) * 1e-9;
 }
 
 Expected<double> measure_gemm_tflops(int n) {
