@@ -855,8 +855,10 @@ Status run_kernels_cpu(const Args& a) {
                        auto w = std::make_shared<std::vector<uint16_t>>(cpu_bf16(3 * di * d, 2));
                        auto y = std::make_shared<std::vector<float>>(T * d);
                        auto sc = std::make_shared<std::vector<float>>(swiglu_scratch_floats(T, di));
-                       const MlpWeights mw{w->data(), w->data() + di * d, w->data() + 2 * di * d};
-                       return [=] { swiglu_ref(x->data(), mw, y->data(), sc->data(), T, d, di); };
+                       return [=] {  // every buffer captured: the call keeps them alive
+                         const MlpWeights mw{w->data(), w->data() + di * d, w->data() + 2 * di * d};
+                         swiglu_ref(x->data(), mw, y->data(), sc->data(), T, d, di);
+                       };
                      }});
   };
   // Attention of T new tokens after p0 cached ones (FP32 K/V cache).
@@ -868,10 +870,10 @@ Status run_kernels_cpu(const Args& a) {
                        auto kv = std::make_shared<std::vector<float>>(
                            cpu_floats(2 * static_cast<size_t>(keys) * d, 2));
                        auto y = std::make_shared<std::vector<float>>(T * d);
-                       const float* k = kv->data();
-                       const float* v = k + static_cast<size_t>(keys) * d;
                        return [=] {
-                         causal_attention_ref(q->data(), k, v, y->data(), T, p0, H, hd, scale);
+                         const float* k = kv->data();
+                         causal_attention_ref(q->data(), k, k + static_cast<size_t>(keys) * d,
+                                              y->data(), T, p0, H, hd, scale);
                        };
                      }});
   };
@@ -893,12 +895,12 @@ Status run_kernels_cpu(const Args& a) {
                          const uint16_t* p = w->data() + 3 * (e % used) * mi * d;
                          (*experts)[e] = {p, p + mi * d, p + 2 * mi * d};
                        }
-                       const uint16_t* sp = w->data() + 3 * used * mi * d;
-                       const MlpWeights shared{sp, sp + si * d, sp + 2 * si * d};
                        auto y = std::make_shared<std::vector<float>>(T * d);
                        auto sc =
                            std::make_shared<std::vector<float>>(moe_scratch_floats(T, d, mi, si));
-                       return [=] {
+                       return [=] {  // w captured: `experts` points into it
+                         const uint16_t* sp = w->data() + 3 * used * mi * d;
+                         const MlpWeights shared{sp, sp + si * d, sp + 2 * si * d};
                          moe_ref(x->data(), ids->data(), tw->data(), experts->data(), shared,
                                  y->data(), sc->data(), T, d, E, K, mi, si);
                        };

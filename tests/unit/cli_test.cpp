@@ -538,18 +538,20 @@ TEST_F(Cli, BenchQuantAndDeviceFlags) {
 // kernels --device cpu: the CPU reference kernels, no GPU needed (small rows only: seconds).
 TEST_F(Cli, BenchCpuKernels) {
   const fs::path json = *tmp_ / "cpu_kernels.json";
-  const Result r = run_tool("dsocr-bench",
-                            "kernels --device cpu --ctx 64 --filter "
-                            "'add_rmsnorm|rope|moe_router|linear o|prefill64\\.attention' "
-                            "--json '" +
-                                json.string() + "'");
+  const Result r = run_tool(
+      "dsocr-bench",
+      "kernels --device cpu --ctx 64 --filter "
+      "'add_rmsnorm|rope|moe_router|linear o|prefill64\\.attention|decode\\.(moe 6|swiglu)' "
+      "--json '" +
+          json.string() + "'");
   ASSERT_EQ(r.code, 0) << r.err;
   for (const char* want :
        {"decode.add_rmsnorm", "decode.rope q", "decode.moe_router", "decode.linear o 1280x1280",
-        "prefill64.add_rmsnorm", "prefill64.attention", "GFLOP/s"})
+        "prefill64.add_rmsnorm", "prefill64.attention", "decode.moe 6 experts + shared",
+        "decode.swiglu dense 6848", "GFLOP/s"})
     EXPECT_NE(r.out.find(want), std::string::npos) << want << " not in " << r.out;
   EXPECT_EQ(r.out.find("lm_head"), std::string::npos) << r.out;    // filtered out
-  EXPECT_NE(r.err.find("cpu [1/7]"), std::string::npos) << r.err;  // progress on stderr
+  EXPECT_NE(r.err.find("cpu [1/9]"), std::string::npos) << r.err;  // progress on stderr
   std::ifstream f(json);
   const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("\"device\": \"cpu\""), std::string::npos) << text;
