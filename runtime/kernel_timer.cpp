@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <random>
 
 #include "kernels/gemm.h"
 #include "loader/bf16.h"
@@ -154,6 +155,28 @@ Expected<double> measure_gemm_tflops(int n) {
   DSOCR_CUDA_TRY(bad);
   if (!t.ok()) return t.status();
   return 2.0 * n * n * static_cast<double>(n) / (t->median_us * 1e-6) * 1e-12;
+}
+
+std::vector<int32_t> random_topk(int sets, int T, int n_experts, int top_k, uint32_t seed,
+                                 double* mean_distinct) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> ids(static_cast<size_t>(sets) * T * top_k);
+  double distinct = 0;
+  for (int r = 0; r < sets; ++r) {
+    std::vector<bool> used(n_experts, false);
+    for (int t = 0; t < T; ++t) {
+      std::vector<int> perm(n_experts);
+      for (int e = 0; e < n_experts; ++e) perm[e] = e;
+      std::shuffle(perm.begin(), perm.end(), rng);
+      for (int k = 0; k < top_k; ++k) {
+        ids[(static_cast<size_t>(r) * T + t) * top_k + k] = perm[k];
+        used[perm[k]] = true;
+      }
+    }
+    distinct += std::count(used.begin(), used.end(), true);
+  }
+  if (mean_distinct) *mean_distinct = distinct / sets;
+  return ids;
 }
 
 BenchBuffer::BenchBuffer(uint64_t bytes, uint32_t seed) : bytes_(bytes) {

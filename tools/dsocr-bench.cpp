@@ -552,23 +552,8 @@ Status run_kernels(const Args& a) {
     // Batched decode, 8 tokens with random distinct top-k each: every distinct expert is read
     // once for all the tokens that chose it; bytes = the mean distinct experts of the sets.
     constexpr int kT = 8;
-    std::vector<int32_t> ids8(static_cast<size_t>(kRot) * kT * K);
-    uint32_t r = 0x2545f491u;
     double distinct = 0;
-    for (int set = 0; set < kRot; ++set) {
-      std::vector<bool> used(E, false);
-      for (int t = 0; t < kT; ++t) {
-        std::vector<int32_t> perm(E);
-        for (int e = 0; e < E; ++e) perm[e] = e;
-        for (int k = 0; k < K; ++k) {  // partial Fisher-Yates: K distinct experts
-          r ^= r << 13, r ^= r >> 17, r ^= r << 5;
-          std::swap(perm[k], perm[k + r % (E - k)]);
-          ids8[(static_cast<size_t>(set) * kT + t) * K + k] = perm[k];
-          used[perm[k]] = true;
-        }
-      }
-      distinct += std::count(used.begin(), used.end(), true) / static_cast<double>(kRot);
-    }
+    const std::vector<int32_t> ids8 = random_topk(kRot, kT, E, K, 13, &distinct);
     const int32_t* dids8 = ints(ids8);
     const float* dw8 = floats(std::vector<float>(ids8.size(), 1.f / K));
     cases.push_back({strfmt("decode8.moe %d tokens (%.1f distinct experts) + shared", kT, distinct),
