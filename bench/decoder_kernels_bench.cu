@@ -315,23 +315,9 @@ void BM_MoeDecode(benchmark::State& state) {
     return state.SkipWithError("cudaMalloc");
   fill_bf16(experts, 9), fill_bf16(shared, 10), fill_bf16(x, 11), fill_bf16(y, 12);
   fill_bf16(ws, 22);  // the down phase alone reads activations nobody wrote
-  std::mt19937 rng(13);
-  std::vector<int32_t> hidx(static_cast<size_t>(R) * T * kTopK);
+  double distinct_mean = 0;
+  const std::vector<int32_t> hidx = random_topk(R, T, kExperts, kTopK, 13, &distinct_mean);
   std::vector<float> htw(hidx.size(), 0.1f);
-  double distinct_total = 0;
-  for (int r = 0; r < R; ++r) {
-    std::vector<bool> used(kExperts, false);
-    for (int t = 0; t < T; ++t) {
-      std::vector<int> perm(kExperts);
-      for (int e = 0; e < kExperts; ++e) perm[e] = e;
-      std::shuffle(perm.begin(), perm.end(), rng);
-      for (int k = 0; k < kTopK; ++k) {
-        hidx[(static_cast<size_t>(r) * T + t) * kTopK + k] = perm[k];
-        used[perm[k]] = true;
-      }
-    }
-    distinct_total += std::count(used.begin(), used.end(), true);
-  }
   cudaMemcpy(idx.p, hidx.data(), hidx.size() * 4, cudaMemcpyHostToDevice);
   cudaMemcpy(tw.p, htw.data(), htw.size() * 4, cudaMemcpyHostToDevice);
   std::vector<MoeDeviceWeights> lw(n_sh);
@@ -345,8 +331,8 @@ void BM_MoeDecode(benchmark::State& state) {
   }
   const double mats = phase == 0 ? 3 : phase == 1 ? 2 : 1;  // of gate, up, down
   const double bytes =
-      mats * ((distinct_total / R) * e_elems * 2 + sh_elems * 2) + T * kDim * 2.0 * 3;
-  state.counters["experts"] = distinct_total / R;
+      mats * (distinct_mean * e_elems * 2 + sh_elems * 2) + T * kDim * 2.0 * 3;
+  state.counters["experts"] = distinct_mean;
   time_graph(state, R, bytes, [&](int i, cudaStream_t s) {
     const int32_t* id = idx.as<int32_t>() + static_cast<size_t>(i) * T * kTopK;
     const float* w = tw.as<float>() + static_cast<size_t>(i) * T * kTopK;

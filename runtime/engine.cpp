@@ -55,6 +55,10 @@ const EngineOptions& Engine::options() const {
   return impl_->opt;
 }
 
+const MemoryPlan* Engine::gpu_plan() const {
+  return impl_->gpu ? &impl_->gpu->plan() : nullptr;
+}
+
 Expected<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->opt = options;

@@ -23,6 +23,8 @@ Expected<Task> parse_task(std::string_view name);  // markdown|ocr|figure|descri
 // The prompt text of a task; `ref` is the phrase for kLocate (must be non-empty there).
 Expected<std::string> task_prompt(Task task, std::string_view ref = {});
 
+struct MemoryPlan;  // runtime/planner.h
+
 struct EngineOptions {
   std::string model_dir;
   std::string tokenizer_path;  // default: <model_dir>/tokenizer.json
@@ -61,6 +63,8 @@ class Engine {
                            int max_tokens = 0);
 
   const EngineOptions& options() const;
+  // The GPU memory plan (residency, offload, expert cache); null on the CPU backend.
+  const MemoryPlan* gpu_plan() const;
 
  private:
   struct Impl;

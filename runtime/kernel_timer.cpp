@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
+#include <random>
 
 #include "kernels/gemm.h"
 #include "loader/bf16.h"
 #include "runtime/cuda_check.h"
+#include "runtime/planner.h"
 
 namespace dsocr {
 namespace {
@@ -104,6 +107,32 @@ Expected<double> measure_copy_gbps() {
   return 2.0 * static_cast<double>(bytes) / (quantile(ms, 0.5) * 1e-3) * 1e-9;
 }
 
+Expected<double> measure_h2d_gbps(uint64_t bytes, int samples) {
+  void* host = nullptr;
+  if (cudaHostAlloc(&host, bytes, cudaHostAllocDefault) != cudaSuccess) {
+    cudaGetLastError();
+    return Status::Error("host-to-device bandwidth: cannot allocate " + format_bytes(bytes) +
+                         " of pinned host memory");
+  }
+  const std::unique_ptr<void, cudaError_t (*)(void*)> keep(host, cudaFreeHost);
+  std::memset(host, 0x3c, bytes);  // touched: no first-use cost in the timing
+  BenchBuffer dst(bytes, 1);
+  if (!dst.ok())
+    return Status::Error("host-to-device bandwidth: cannot allocate " + format_bytes(bytes) +
+                         " on the GPU");
+  Events ev;
+  std::vector<double> ms;
+  for (int i = 0; i <= samples; ++i) {  // i = 0: warm-up
+    cudaEventRecord(ev.a);
+    cudaMemcpyAsync(dst.as<void>(), host, bytes, cudaMemcpyHostToDevice);
+    cudaEventRecord(ev.b);
+    cudaEventSynchronize(ev.b);
+    if (i > 0) ms.push_back(ev.ms());
+  }
+  DSOCR_CUDA_TRY(cudaGetLastError());
+  return static_cast<double>(bytes) / (quantile(ms, 0.5) * 1e-3) * 1e-9;
+}
+
 Expected<double> measure_gemm_tflops(int n) {
   const uint64_t sz = static_cast<uint64_t>(n) * n * 2;
   BenchBuffer a(sz, 3), w(sz, 4), out(sz, 5), ws(GemmRunner::kWorkspaceBytes, 6);
@@ -126,6 +155,28 @@ Expected<double> measure_gemm_tflops(int n) {
   DSOCR_CUDA_TRY(bad);
   if (!t.ok()) return t.status();
   return 2.0 * n * n * static_cast<double>(n) / (t->median_us * 1e-6) * 1e-12;
+}
+
+std::vector<int32_t> random_topk(int sets, int T, int n_experts, int top_k, uint32_t seed,
+                                 double* mean_distinct) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> ids(static_cast<size_t>(sets) * T * top_k);
+  double distinct = 0;
+  for (int r = 0; r < sets; ++r) {
+    std::vector<bool> used(n_experts, false);
+    for (int t = 0; t < T; ++t) {
+      std::vector<int> perm(n_experts);
+      for (int e = 0; e < n_experts; ++e) perm[e] = e;
+      std::shuffle(perm.begin(), perm.end(), rng);
+      for (int k = 0; k < top_k; ++k) {
+        ids[(static_cast<size_t>(r) * T + t) * top_k + k] = perm[k];
+        used[perm[k]] = true;
+      }
+    }
+    distinct += std::count(used.begin(), used.end(), true);
+  }
+  if (mean_distinct) *mean_distinct = distinct / sets;
+  return ids;
 }
 
 BenchBuffer::BenchBuffer(uint64_t bytes, uint32_t seed) : bytes_(bytes) {

@@ -33,8 +33,18 @@ int rotation_copies(uint64_t bytes, int max_copies = 64);
 
 // Device-to-device copy of 1 GiB, read + write bytes per second (GB/s), median of 10.
 Expected<double> measure_copy_gbps();
+// Host-to-device copy from pinned memory (what an offload plan's expert-cache refills and host
+// reads ride on): `bytes` (256 MiB) per copy, GB/s of the median of `samples` after one warm-up.
+Expected<double> measure_h2d_gbps(uint64_t bytes = uint64_t{256} << 20, int samples = 7);
 // A cuBLASLt BF16 GEMM of n x n x n (FP32 accumulation), TFLOP/s, median of 10.
 Expected<double> measure_gemm_tflops(int n = 8192);
+
+// Benchmark routing: `sets` draws of T tokens, each with top_k distinct experts of n_experts
+// (uniformly random, std::mt19937(seed)), [sets, T, top_k] flattened; *mean_distinct (if not
+// null): the mean number of distinct experts per set, i.e. the expert matrices one MoE launch over
+// the T tokens reads.
+std::vector<int32_t> random_topk(int sets, int T, int n_experts, int top_k, uint32_t seed,
+                                 double* mean_distinct);
 
 // Device buffer filled with a fixed pseudo-random BF16 pattern in [-1, 1) (no NaN/Inf, no zeros);
 // freed by the destructor.

@@ -90,6 +90,62 @@ Status set_quant_group(QuantPolicy& policy, int group) {
   return Status::Ok();
 }
 
+const std::vector<QuantFlags::Flag>& QuantFlags::all() {
+  static const std::vector<Flag> kFlags = {
+      {"--quant", "P",
+       "weight formats per tensor class: bf16 (default), int8, int4, or mixed (INT4 routed "
+       "experts, INT8 attention, dense MLP, shared experts)"},
+      {"--quant-experts", "F", "routed experts as bf16|int8|int4 (overrides --quant)"},
+      {"--quant-dense", "F", "dense MLP (layer 0) and shared experts: bf16|int8|int4"},
+      {"--quant-attn", "F", "attention q, k, v, o: bf16|int8|int4"},
+      {"--quant-vision", "F", "SAM, CLIP and projector linear layers: bf16|int8|int4"},
+      {"--quant-lm-head", "F", "lm_head: bf16|int8|int4"},
+      {"--quant-group", "N", "INT4 group size along the input dimension: 128 (default) or 64"},
+  };
+  return kFlags;
+}
+
+Status QuantFlags::take(std::string_view flag, std::string_view value) {
+  const std::string f(flag);
+  if (flag == "--quant") {
+    Expected<QuantPolicy> p = parse_quant_policy(value);
+    if (!p.ok()) return Status::Error(f + ": " + p.message());
+    name = std::string(value);
+    return Status::Ok();
+  }
+  if (flag == "--quant-group") {
+    if (value.empty() || value.size() > 9 || value.find_first_not_of("0123456789") != value.npos)
+      return Status::Error(f + " " + quoted(value) + " is not a positive whole number");
+    QuantPolicy probe;
+    Status s = set_quant_group(probe, std::stoi(std::string(value)));
+    if (!s.ok()) return Status::Error(f + ": " + s.message());
+    group = probe.group;
+    return Status::Ok();
+  }
+  static const std::pair<const char*, QuantOverride> kParts[] = {
+      {"--quant-experts", QuantOverride::kExperts},
+      {"--quant-dense", QuantOverride::kDense},
+      {"--quant-attn", QuantOverride::kAttn},
+      {"--quant-vision", QuantOverride::kVision},
+      {"--quant-lm-head", QuantOverride::kLmHead}};
+  for (const auto& [part, which] : kParts) {
+    if (flag != part) continue;
+    Expected<WeightFormat> w = parse_weight_format(value);
+    if (!w.ok()) return Status::Error(f + ": " + w.message());
+    overrides.emplace_back(which, *w);
+    return Status::Ok();
+  }
+  return Status::Error(f + ": not a --quant flag");
+}
+
+QuantPolicy QuantFlags::resolve() const {
+  Expected<QuantPolicy> p = parse_quant_policy(name);  // checked by take()
+  QuantPolicy q = p.ok() ? *p : QuantPolicy{};
+  for (const auto& [which, f] : overrides) apply_quant_override(q, which, f);
+  q.group = group;
+  return q;
+}
+
 bool quantizable_class(TensorClass c) {
   return c != TensorClass::kEmbed && c != TensorClass::kNorm && c != TensorClass::kRouter;
 }

@@ -35,6 +35,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "kernels/quant.h"
 #include "loader/schema.h"
@@ -63,6 +65,27 @@ enum class QuantOverride : uint8_t { kExperts, kDense, kAttn, kVision, kLmHead }
 void apply_quant_override(QuantPolicy& policy, QuantOverride which, WeightFormat f);
 // 128 or 64; anything else is an error naming the valid groups.
 Status set_quant_group(QuantPolicy& policy, int group);
+
+// The --quant flags of dsocr-run and dsocr-bench: --quant, the --quant-<part> overrides and
+// --quant-group, accepted in any order and resolved after parsing (the policy's table, then the
+// overrides in the order given, then the group).
+struct QuantFlags {
+  struct Flag {
+    const char* name;   // "--quant-experts"
+    const char* value;  // value placeholder: "P", "F", "N"
+    const char* help;
+  };
+  static const std::vector<Flag>& all();  // every flag take() accepts, for --help
+
+  std::string name = "bf16";                                      // --quant
+  std::vector<std::pair<QuantOverride, WeightFormat>> overrides;  // --quant-<part>
+  int group = kInt4GroupDefault;                                  // --quant-group
+
+  // Checks one flag's value and records it; the error starts with the flag ("--quant: ...").
+  // PRECOND: `flag` is one of all().
+  Status take(std::string_view flag, std::string_view value);
+  QuantPolicy resolve() const;  // every value was checked by take()
+};
 
 // False for the classes no policy may quantize (embed, norm, router).
 bool quantizable_class(TensorClass c);

@@ -7,7 +7,11 @@
 //       attention and LayerNorm for a 1024² view and six 640² tiles; median and p10..p90 per
 //       launch (graph of 16 launches, inputs rotated past 3x L2, 25 samples), GB/s and TFLOP/s
 //       against the copy bandwidth and cuBLASLt BF16 GEMM peak measured in the same run, and the
-//       sum of the decode step's kernels (launches per step x median).
+//       sum of the decode step's kernels (launches per step x median); decode8.* rows (GEMVs at
+//       m = 8, the MoE over 8 tokens) outside that sum.
+//   dsocr-bench kernels --device cpu [--ctx LIST] [--filter REGEX] [--json FILE]
+//       the CPU float32 reference kernels (kernels/*_ref.cpp) at the decode and prefill shapes:
+//       median of 3 calls, MB, GFLOP, GB/s, GFLOP/s (no GPU needed).
 //   dsocr-bench e2e --model DIR [--modes tiny,small,base,large,gundam] [--image PATH] [--tokens N]
 //       whole pages through the engine on the GPU (EOS ignored: exactly --tokens per page): per
 //       mode preprocessing, vision, prefill, TTFT, ms/token, tokens/s, pages/s, device and host
@@ -15,46 +19,54 @@
 //   dsocr-bench compare --baseline TORCH.json --ours DSOCR.json [--ours ...]
 //       the PyTorch baseline (bench/torch_*_baseline.py --json) beside dsocr's figures; with the
 //       JSON of `kernels` and of `decode` at the same ctx, the decode step against its kernels.
-//   dsocr-bench decode --model DIR [--ctx 282,912] [--tokens N] [--reps N] [--json FILE]
+//   dsocr-bench decode --model DIR [--ctx 282,912] [--tokens N] [--reps N] [--quant P] [--json F]
 //       batch-1 decoder on the checkpoint: prefill time per context length, decode ms/token
-//       (graph-replayed steps, the host one token behind), bytes read per token, achieved GB/s
-//       and % of the device-to-device copy bandwidth measured in the same run.
+//       (graph-replayed steps, the host one token behind), bytes read per token with the weights
+//       as --quant stores them, achieved GB/s and % of that byte floor at the device-to-device
+//       copy bandwidth measured in the same run.
+// decode and e2e take --gpu-mem and the --quant flags of dsocr-run; under offload they also print
+// the routed experts in host memory / cached and the pinned host-to-device bandwidth.
 // Prompts are synthetic (BOS + seeded random text ids): timing does not depend on the content
 // beyond the MoE routing. EOS is ignored so every run decodes exactly --tokens tokens.
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
-#include <functional>
-#include <memory>
-#include <regex>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <string>
 #include <vector>
 
 #include "kernels/argmax.h"
 #include "kernels/causal_attention.h"
+#include "kernels/embed.h"
 #include "kernels/gemm.h"
+#include "kernels/layernorm.h"
 #include "kernels/linear.h"
 #include "kernels/moe.h"
 #include "kernels/ngram.h"
 #include "kernels/prefill_attention.h"
 #include "kernels/quant.h"
 #include "kernels/rmsnorm.h"
-#include "kernels/layernorm.h"
 #include "kernels/rope.h"
+#include "kernels/swiglu.h"
 #include "kernels/vision_attention.h"
+#include "loader/bf16.h"
 #include "loader/image.h"
 #include "runtime/cuda_check.h"
 #include "runtime/engine.h"
 #include "runtime/gpu_model.h"
 #include "runtime/kernel_timer.h"
+#include "runtime/planner.h"
+#include "runtime/quant_policy.h"
 
 namespace dsocr {
 namespace {
@@ -62,26 +74,35 @@ namespace {
 constexpr const char* kTool = "dsocr-bench";
 
 std::string usage() {
-  return "usage: dsocr-bench kernels [options]\n"
-         "       dsocr-bench decode --model DIR [options]\n"
-         "       dsocr-bench e2e --model DIR [options]\n"
-         "       dsocr-bench compare --baseline TORCH.json --ours DSOCR.json [--ours ...]\n"
-         "  kernels: every decoder kernel at the model's shapes, against the copy bandwidth and\n"
-         "           BF16 GEMM peak measured in the same run (no model needed)\n"
-         "  decode:  batch-1 prefill and decode timing of a model on this GPU\n"
-         "  e2e:     whole pages per mode (preprocess, vision, prefill, TTFT, ms/token, pages/s)\n"
-         "  compare: a PyTorch baseline JSON beside dsocr's JSON\n"
-         "  --modes LIST    e2e: modes, comma separated (default tiny,small,base,large,gundam)\n"
-         "  --image PATH    e2e: the page (default: a synthetic A4 page)\n"
-         "  --filter REGEX  kernels: only rows whose name matches\n"
-         "  --ctx LIST      prompt lengths, comma separated (decode: 282,912; kernels:\n"
-         "                  282,912,2048, decode attention at the last)\n"
-         "  --tokens N      tokens decoded per run (default 128)\n"
-         "  --reps N        runs per figure; the median is reported (default 5)\n"
-         "  --gpu-mem SIZE  decode, e2e: GPU memory budget (6G, 2500M); under the all-resident\n"
-         "                  total the embedding and routed experts go to host memory (offload)\n"
-         "  --json FILE     also write the figures as JSON\n"
-         "  -h, --help      this text\n";
+  std::string u =
+      "usage: dsocr-bench kernels [options]\n"
+      "       dsocr-bench decode --model DIR [options]\n"
+      "       dsocr-bench e2e --model DIR [options]\n"
+      "       dsocr-bench compare --baseline TORCH.json --ours DSOCR.json [--ours ...]\n"
+      "  kernels: every decoder kernel at the model's shapes, against the copy bandwidth and\n"
+      "           BF16 GEMM peak measured in the same run (no model needed)\n"
+      "  decode:  batch-1 prefill and decode timing of a model on this GPU\n"
+      "  e2e:     whole pages per mode (preprocess, vision, prefill, TTFT, ms/token, pages/s)\n"
+      "  compare: a PyTorch baseline JSON beside dsocr's JSON\n"
+      "  --modes LIST    e2e: modes, comma separated (default tiny,small,base,large,gundam)\n"
+      "  --image PATH    e2e: the page (default: a synthetic A4 page)\n"
+      "  --filter REGEX  kernels: only rows whose name matches\n"
+      "  --ctx LIST      prompt lengths, comma separated (decode: 282,912; kernels:\n"
+      "                  282,912,2048, decode attention at the last)\n"
+      "  --tokens N      tokens decoded per run (default 128)\n"
+      "  --reps N        runs per figure; the median is reported (default 5)\n"
+      "  --gpu-mem SIZE  decode, e2e: GPU memory budget (6G, 2500M); under the all-resident\n"
+      "                  total the embedding and routed experts go to host memory (offload):\n"
+      "                  the run also prints the experts in host memory / cached and the\n"
+      "                  pinned host-to-device bandwidth measured in the same run\n"
+      "  --device D      kernels: cuda (default) or cpu (the CPU float32 reference kernels,\n"
+      "                  kernels/*_ref.cpp, 3 runs each)\n"
+      "  --json FILE     also write the figures as JSON\n"
+      "  -h, --help      this text\n"
+      "decode, e2e: the weight formats, as dsocr-run (decode reports bytes/token as stored):\n";
+  for (const QuantFlags::Flag& q : QuantFlags::all())
+    u += strfmt("  %-16s%s\n", (std::string(q.name) + " " + q.value).c_str(), q.help);
+  return u;
 }
 
 struct Args {
@@ -93,7 +114,17 @@ struct Args {
   int tokens = 128, reps = 5;
   uint64_t gpu_mem = 0;  // 0: the GPU's free memory
   std::string gpu_mem_text;
+  QuantFlags quant_flags;  // decode, e2e: --quant and the per-class overrides, as dsocr-run
+  QuantPolicy quant;       // resolved from quant_flags
+  bool quant_given = false;
+  bool cpu = false;  // kernels --device cpu: the CPU float32 reference kernels
 };
+
+bool is_quant_flag(const std::string& f) {
+  for (const QuantFlags::Flag& q : QuantFlags::all())
+    if (f == q.name) return true;
+  return false;
+}
 
 Expected<int> parse_int(const std::string& flag, const std::string& v, int lo, int hi) {
   char* end = nullptr;
@@ -156,6 +187,13 @@ Expected<Args> parse(int argc, char** argv) {
       if (!b.ok()) return Status::Error("--gpu-mem: " + b.message());
       a.gpu_mem = *b;
       a.gpu_mem_text = v;
+    } else if (is_quant_flag(f)) {
+      DSOCR_TRY(a.quant_flags.take(f, v));
+      a.quant_given = true;
+    } else if (f == "--device") {
+      if (v != "cuda" && v != "cpu")
+        return Status::Error("--device '" + v + "' unknown; use cuda or cpu");
+      a.cpu = v == "cpu";
     } else if (f == "--tokens") {
       DSOCR_ASSIGN_OR_RETURN(a.tokens, parse_int(f, v, 1, 4096));
     } else if (f == "--reps") {
@@ -181,7 +219,23 @@ Expected<Args> parse(int argc, char** argv) {
   if (a.cmd == "kernels" && !a.model.empty())
     return Status::Error("kernels takes no --model; it times random weights at the model's "
                          "shapes, drop --model");
+  if (a.quant_given && a.cmd != "decode" && a.cmd != "e2e")
+    return Status::Error(a.cmd +
+                         " takes no --quant flags (kernels times every format in its "
+                         "quant.* rows); drop them");
+  if (a.cpu && a.cmd != "kernels")
+    return Status::Error("--device cpu is for `dsocr-bench kernels` only; drop it");
+  a.quant = a.quant_flags.resolve();
   return a;
+}
+
+// `j` to `path` (nothing when path is empty: no --json).
+Status write_json(const std::string& path, const nlohmann::json& j) {
+  if (path.empty()) return Status::Ok();
+  std::ofstream f(path);
+  if (!f) return Status::Error(path + ": cannot write; check the directory");
+  f << j.dump(1) << "\n";
+  return Status::Ok();
 }
 
 double median(std::vector<double> v) {
@@ -189,24 +243,57 @@ double median(std::vector<double> v) {
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-// Bytes one batch-1 decode step reads at context `ctx` (DESIGN.md §9).
-double decode_bytes(const ModelConfig& c, int ctx) {
-  const double d = c.dim, bf = 2;
-  const double attn = 4 * d * d * bf * c.n_layers;
-  const double dense = 3 * d * c.dense_inter * bf * c.first_dense;
-  const double moe = (c.n_layers - c.first_dense) *
-                     (c.top_k * 3 * d * c.moe_inter + 3 * d * c.shared_inter() +
-                      c.n_experts * d) * bf;
-  const double head = static_cast<double>(c.vocab) * d * bf;
-  const double kv = static_cast<double>(c.n_layers) * 2 * d * bf * ctx;
+// Bytes one batch-1 decode step reads at context `ctx` (DESIGN.md §9) with the weights stored as
+// `q` says: each linear weight as stored (packed values + scales, runtime/quant_policy.h), the
+// router in BF16, the K/V rows of the context.
+double decode_bytes(const ModelConfig& c, const QuantPolicy& q, int ctx) {
+  auto w = [&](TensorClass cls, int64_t out, int64_t in) {
+    return static_cast<double>(
+        stored_bytes(stored_format(q, cls, out, in), out, in, static_cast<uint64_t>(out) * in * 2));
+  };
+  const int64_t d = c.dim, di = c.dense_inter, mi = c.moe_inter, si = c.shared_inter();
+  const double attn = 4 * w(TensorClass::kAttn, d, d) * c.n_layers;
+  const double dense =
+      (2 * w(TensorClass::kDenseMlp, di, d) + w(TensorClass::kDenseMlp, d, di)) * c.first_dense;
+  const double moe =
+      (c.n_layers - c.first_dense) *
+      (c.top_k * (2 * w(TensorClass::kRoutedExpert, mi, d) + w(TensorClass::kRoutedExpert, d, mi)) +
+       2 * w(TensorClass::kSharedExpert, si, d) + w(TensorClass::kSharedExpert, d, si) +
+       2.0 * c.n_experts * d);
+  const double head = w(TensorClass::kLmHead, c.vocab, d);
+  const double kv = static_cast<double>(c.n_layers) * 2 * d * 2 * ctx;
   return attn + dense + moe + head + kv;
 }
 
-Status need_gpu() {
+// Under an offload plan, one stdout line: the host pool, the routed experts kept in host memory
+// and the GPU cache slots for them, and the pinned host-to-device bandwidth measured now (what
+// the cache refills and host reads ride on); the same under out["offload"].
+Status report_offload(const MemoryPlan& plan, nlohmann::json& out) {
+  if (!plan.offloaded()) return Status::Ok();
+  DSOCR_ASSIGN_OR_RETURN(const double h2d, measure_h2d_gbps());
+  const ExpertCachePlan& ec = plan.expert_cache;
+  const int layers = static_cast<int>(ec.layers.size());
+  std::printf(
+      "offload: %s in host memory; routed experts host-resident: %d (%d MoE layers x %d), "
+      "cached on the GPU: %d (%d slots per layer); pinned host-to-device %.1f GB/s "
+      "(256 MiB, median of 7)\n",
+      format_bytes(plan.host_total).c_str(), layers * ec.n_experts, layers, ec.n_experts,
+      layers * ec.slots, ec.slots, h2d);
+  out["offload"] = {{"host_bytes", plan.host_total},
+                    {"experts_host", layers * ec.n_experts},
+                    {"experts_cached", layers * ec.slots},
+                    {"cache_slots_per_layer", ec.slots},
+                    {"h2d_gbps", h2d}};
+  return Status::Ok();
+}
+
+// `hint`: what else the command can do without a GPU ("" for none).
+Status need_gpu(const std::string& hint = "") {
   const Status s = cuda_device_available();
   if (s.ok()) return s;
-  return Status::Error("no GPU: " + s.message() +
-                       "; dsocr-bench times CUDA kernels, run it on a machine with an NVIDIA GPU");
+  return Status::Error("no CUDA device was found (" + s.message() +
+                       "); dsocr-bench times CUDA kernels, run it on a machine with an NVIDIA GPU" +
+                       hint);
 }
 
 Status run_decode(const Args& a) {
@@ -221,6 +308,7 @@ Status run_decode(const Args& a) {
   po.max_new_tokens = std::min(a.tokens, 8192 - max_prompt_tokens(Mode::kGundam));
   po.device = 0;
   po.gpu_mem = a.gpu_mem;
+  po.quant = a.quant;
   po.budget_name = a.gpu_mem ? "--gpu-mem " + a.gpu_mem_text : "the GPU's free memory";
   po.fix = "raise --gpu-mem or lower --tokens";
   DSOCR_ASSIGN_OR_RETURN(std::unique_ptr<GpuModel> model, GpuModel::open(a.model, po));
@@ -230,12 +318,13 @@ Status run_decode(const Args& a) {
   const MemoryPlan& plan = model->plan();
   out["host_gb"] = plan.host_total * 1e-9;
   out["expert_cache_slots"] = plan.expert_cache.active() ? plan.expert_cache.slots : -1;
-  if (plan.offloaded())
-    std::fprintf(stderr, "%s: offload: %s in host memory, expert cache %d slots per MoE layer\n",
-                 kTool, format_bytes(plan.host_total).c_str(),
-                 plan.expert_cache.active() ? plan.expert_cache.slots : 0);
+  out["quant"] = a.quant.name, out["quant_policy"] = a.quant.describe();
+  DSOCR_TRY(report_offload(plan, out));
+  // MB/token: what one token reads with the weights as stored; % floor: that many bytes at the
+  // copy bandwidth measured above, over the measured time (100% = the step at its byte floor).
+  std::printf("weights: --quant %s: %s\n", a.quant.name.c_str(), a.quant.describe().c_str());
   std::printf("%-10s %10s %12s %12s %12s %10s %10s\n", "ctx", "prefill ms", "decode ms/tok",
-              "tokens/s", "MB/token", "GB/s", "% of copy");
+              "tokens/s", "MB/token", "GB/s", "% floor");
   for (int ctx : a.ctx) {
     if (ctx > dec.max_rows())
       return Status::Error(strfmt("--ctx %d exceeds the %lld prompt rows planned for gundam",
@@ -263,7 +352,7 @@ Status run_decode(const Args& a) {
       if (rep > 0) prefill_ms.push_back(pms), decode_ms.push_back(g.decode_ms / a.tokens);
     }
     const double p = median(prefill_ms), t = median(decode_ms);
-    const double bytes = decode_bytes(cfg, ctx + a.tokens / 2);
+    const double bytes = decode_bytes(cfg, a.quant, ctx + a.tokens / 2);
     const double gbps = bytes / (t * 1e-3) * 1e-9;
     std::printf("%-10d %10.2f %12.4f %12.1f %12.1f %10.0f %9.1f%%\n", ctx, p, t, 1e3 / t,
                 bytes * 1e-6, gbps, 100 * gbps / copy_gbps);
@@ -273,7 +362,7 @@ Status run_decode(const Args& a) {
                               {"decode_ms_per_token", t},
                               {"bytes_per_token", bytes},
                               {"gbps", gbps},
-                              {"pct_of_copy", 100 * gbps / copy_gbps}});
+                              {"pct_of_byte_floor", 100 * gbps / copy_gbps}});
   }
   size_t free_b = 0, total_b = 0;
   cudaMemGetInfo(&free_b, &total_b);
@@ -281,12 +370,7 @@ Status run_decode(const Args& a) {
               (total_b - free_b) * 1e-9, total_b * 1e-9, model->pool().size() * 1e-9);
   out["device_mem_used_gb"] = (total_b - free_b) * 1e-9;
   out["pool_gb"] = model->pool().size() * 1e-9;
-  if (!a.json.empty()) {
-    std::ofstream f(a.json);
-    if (!f) return Status::Error(a.json + ": cannot write; check the directory");
-    f << out.dump(1) << "\n";
-  }
-  return Status::Ok();
+  return write_json(a.json, out);
 }
 
 // ---- dsocr-bench kernels ----------------------------------------------------------------------
@@ -306,8 +390,11 @@ struct KernelCase {
   std::function<cudaError_t(int, cudaStream_t)> launch;
 };
 
+Status run_kernels_cpu(const Args& a);
+
 Status run_kernels(const Args& a) {
-  DSOCR_TRY(need_gpu());
+  if (a.cpu) return run_kernels_cpu(a);
+  DSOCR_TRY(need_gpu(", or use --device cpu to time the CPU reference kernels"));
   const ModelConfig c;  // the official shapes
   DSOCR_ASSIGN_OR_RETURN(const double copy_gbps, measure_copy_gbps());
   DSOCR_ASSIGN_OR_RETURN(const double gemm_tflops, measure_gemm_tflops());
@@ -354,16 +441,17 @@ Status run_kernels(const Args& a) {
   BenchBuffer* h = buf(4096 * d * 4);       // FP32 residual
   BenchBuffer* ws = buf(uint64_t{64} << 20);
   // Decode: one weight matrix rotated through enough copies to leave L2 each launch.
-  auto gemv_case = [&](const std::string& name, int per_step, int64_t n, int64_t k,
-                       GemvEpilogue ep) {
+  // m > 1: a decode batch of m sequences (the tensor-core path of gemv), bytes = the weights.
+  auto gemv_case = [&](const std::string& name, int per_step, int64_t n, int64_t k, GemvEpilogue ep,
+                       int m = 1) {
     const uint64_t wb = static_cast<uint64_t>(n) * k * 2;
     const int copies = rotation_copies(wb);
     BenchBuffer* w = buf(wb * copies);
-    cases.push_back({name, per_step, static_cast<double>(wb), 2.0 * n * k,
-                     [=](int i, cudaStream_t s) {
-                       return gemv(x->as<uint16_t>(), k, gemv_weights(w->as<uint16_t>(wb * (i % copies)), n),
-                                   k, y->as<void>(), n, 1, k, ep, s);
-                     }});
+    cases.push_back(
+        {name, per_step, static_cast<double>(wb), 2.0 * m * n * k, [=](int i, cudaStream_t s) {
+           return gemv(x->as<uint16_t>(), k, gemv_weights(w->as<uint16_t>(wb * (i % copies)), n), k,
+                       y->as<void>(), n, m, k, ep, s);
+         }});
   };
   // Per step: before every layer's attention, after the dense layers' attention (the MoE layers'
   // post-attention norm runs inside the router) and the final norm.
@@ -474,6 +562,23 @@ Status run_kernels(const Args& a) {
                                          static_cast<int>(K), static_cast<int>(mi),
                                          static_cast<int>(si), s);
                      }});
+    // Batched decode, 8 tokens with random distinct top-k each: every distinct expert is read
+    // once for all the tokens that chose it; bytes = the mean distinct experts of the sets.
+    constexpr int kT = 8;
+    double distinct = 0;
+    const std::vector<int32_t> ids8 = random_topk(kRot, kT, E, K, 13, &distinct);
+    const int32_t* dids8 = ints(ids8);
+    const float* dw8 = floats(std::vector<float>(ids8.size(), 1.f / K));
+    cases.push_back({strfmt("decode8.moe %d tokens (%.1f distinct experts) + shared", kT, distinct),
+                     0, distinct * 3.0 * eb + 3.0 * shb, 2.0 * kT * (K * 3.0 * mi + 3.0 * si) * d,
+                     [=](int i, cudaStream_t s) {
+                       const size_t set = static_cast<size_t>(i % kRot) * kT * K;
+                       return moe_decode(
+                           x->as<uint16_t>(), d, dids8 + set, dw8 + set, mw[i % sh_copies],
+                           y->as<float>(), d, GemvEpilogue::kStoreF32, ws->as<void>(), kT,
+                           static_cast<int>(d), static_cast<int>(E), static_cast<int>(K),
+                           static_cast<int>(mi), static_cast<int>(si), s);
+                     }});
     // mixed: INT4 g128 routed experts, INT8 shared experts, in the same buffers (each quantized
     // matrix at the start of its BF16-sized slot, its scales after the values).
     std::vector<MoeDeviceWeights> qw;
@@ -521,6 +626,14 @@ Status run_kernels(const Args& a) {
   }
   gemv_case("decode.gemv_down 1280x6848", c.first_dense, d, di, GemvEpilogue::kStoreF32);
   gemv_case("decode.lm_head 129280x1280", 1, V, d, GemvEpilogue::kStoreF32);
+  // Batched decode, 8 sequences (runtime/batch.h), outside the batch-1 step sum: the GEMVs at
+  // m = 8 read each weight once for all rows. decode_attention takes one sequence per launch
+  // (kernels/causal_attention.h), so a batch runs it per sequence: no decode8 attention row.
+  constexpr int kBatch = 8;
+  gemv_case("decode8.gemv_qkv 3840x1280", 0, 3 * d, d, GemvEpilogue::kStoreBf16, kBatch);
+  gemv_case("decode8.gemv_o 1280x1280", 0, d, d, GemvEpilogue::kStoreF32, kBatch);
+  gemv_case("decode8.gemv_down 1280x6848", 0, d, di, GemvEpilogue::kStoreF32, kBatch);
+  gemv_case("decode8.lm_head 129280x1280", 0, V, d, GemvEpilogue::kStoreF32, kBatch);
   {
     const int32_t* ids = ints(std::vector<int32_t>(1, 1000));
     BenchBuffer* table = buf(static_cast<uint64_t>(V) * d * 2);
@@ -670,20 +783,212 @@ Status run_kernels(const Args& a) {
                 "us, %.0f MB, %.0f GB/s = %.0f%% of copy\n",
                 ctx, step_us, step_bytes * 1e-6, step_bytes / (step_us * 1e-6) * 1e-9,
                 100 * step_bytes / (step_us * 1e-6) * 1e-9 / copy_gbps);
-  if (!a.json.empty()) {
-    nlohmann::json out = {{"gpu", prop.name}, {"copy_gbps", copy_gbps},
-                          {"gemm_tflops", gemm_tflops}, {"kernels", nlohmann::json::array()},
-                          {"decode_step_sum_us", step_us}, {"decode_ctx", ctx}};
-    for (const KernelRow& r : rows)
-      out["kernels"].push_back({{"name", r.name}, {"median_us", r.t.median_us},
-                                {"p10_us", r.t.p10_us}, {"p90_us", r.t.p90_us},
-                                {"bytes", r.bytes}, {"flops", r.flops},
-                                {"per_decode_step", r.per_step}});
-    std::ofstream f(a.json);
-    if (!f) return Status::Error(a.json + ": cannot write; check the directory");
-    f << out.dump(1) << "\n";
+  nlohmann::json out = {{"gpu", prop.name},
+                        {"copy_gbps", copy_gbps},
+                        {"gemm_tflops", gemm_tflops},
+                        {"kernels", nlohmann::json::array()},
+                        {"decode_step_sum_us", step_us},
+                        {"decode_ctx", ctx}};
+  for (const KernelRow& r : rows)
+    out["kernels"].push_back({{"name", r.name},
+                              {"median_us", r.t.median_us},
+                              {"p10_us", r.t.p10_us},
+                              {"p90_us", r.t.p90_us},
+                              {"bytes", r.bytes},
+                              {"flops", r.flops},
+                              {"per_decode_step", r.per_step}});
+  return write_json(a.json, out);
+}
+
+// ---- dsocr-bench kernels --device cpu ---------------------------------------------------------
+// The CPU float32 reference kernels (kernels/*_ref.cpp, the correctness oracle of every GPU
+// kernel) at the decoder's decode and prefill shapes: wall time per call (median of 3 after one
+// warm-up), the bytes a call reads and writes (FP32 activations, BF16 weights), its flops, GB/s
+// and GFLOP/s. Inputs and weights are built only for the rows --filter keeps.
+struct CpuKernelCase {
+  std::string name;
+  double bytes, flops;
+  std::function<std::function<void()>()> make;  // allocates the inputs, returns one call
+};
+
+std::vector<float> cpu_floats(size_t n, uint32_t seed) {  // in [-1, 1)
+  std::vector<float> v(n);
+  for (float& x : v) {
+    seed ^= seed << 13, seed ^= seed >> 17, seed ^= seed << 5;
+    x = static_cast<float>(seed >> 8) * (2.f / 16777216.f) - 1.f;
   }
-  return Status::Ok();
+  return v;
+}
+
+std::vector<uint16_t> cpu_bf16(size_t n, uint32_t seed) {  // in [-1/32, 1/32)
+  std::vector<float> f = cpu_floats(n, seed);
+  std::vector<uint16_t> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = f32_to_bf16(f[i] * (1.f / 32));
+  return v;
+}
+
+Status run_kernels_cpu(const Args& a) {
+  const ModelConfig c;
+  constexpr int kReps = 3;
+  const std::regex filter(a.filter.empty() ? ".*" : a.filter);
+  const int64_t d = c.dim, V = c.vocab, di = c.dense_inter, mi = c.moe_inter, si = c.shared_inter();
+  const int E = c.n_experts, K = c.top_k, H = c.n_heads, hd = c.head_dim;
+  const float scale = 1.f / std::sqrt(static_cast<float>(hd));
+  const int ctx = a.ctx.back();
+  std::vector<CpuKernelCase> cases;
+  using Run = std::function<void()>;
+  // y[T, n] = x[T, k] · w[n, k]ᵀ
+  auto linear_case = [&](const std::string& name, int64_t T, int64_t n, int64_t k) {
+    cases.push_back({name, 2.0 * n * k + 4.0 * T * (n + k), 2.0 * T * n * k, [=]() -> Run {
+                       auto x = std::make_shared<std::vector<float>>(cpu_floats(T * k, 1));
+                       auto w = std::make_shared<std::vector<uint16_t>>(cpu_bf16(n * k, 2));
+                       auto y = std::make_shared<std::vector<float>>(T * n);
+                       return
+                           [=] { linear_ref(x->data(), w->data(), nullptr, y->data(), T, n, k); };
+                     }});
+  };
+  auto swiglu_case = [&](const std::string& name, int64_t T) {
+    cases.push_back({name, 3.0 * di * d * 2 + 8.0 * T * d, 6.0 * T * di * d, [=]() -> Run {
+                       auto x = std::make_shared<std::vector<float>>(cpu_floats(T * d, 1));
+                       auto w = std::make_shared<std::vector<uint16_t>>(cpu_bf16(3 * di * d, 2));
+                       auto y = std::make_shared<std::vector<float>>(T * d);
+                       auto sc = std::make_shared<std::vector<float>>(swiglu_scratch_floats(T, di));
+                       return [=] {  // every buffer captured: the call keeps them alive
+                         const MlpWeights mw{w->data(), w->data() + di * d, w->data() + 2 * di * d};
+                         swiglu_ref(x->data(), mw, y->data(), sc->data(), T, d, di);
+                       };
+                     }});
+  };
+  // Attention of T new tokens after p0 cached ones (FP32 K/V cache).
+  auto attention_case = [&](const std::string& name, int64_t T, int64_t p0) {
+    const double keys = static_cast<double>(p0 + T);
+    cases.push_back({name, 2.0 * keys * d * 4 + 8.0 * T * d, 4.0 * d * (p0 * T + T * (T + 1) / 2.0),
+                     [=]() -> Run {
+                       auto q = std::make_shared<std::vector<float>>(cpu_floats(T * d, 1));
+                       auto kv = std::make_shared<std::vector<float>>(
+                           cpu_floats(2 * static_cast<size_t>(keys) * d, 2));
+                       auto y = std::make_shared<std::vector<float>>(T * d);
+                       return [=] {
+                         const float* k = kv->data();
+                         causal_attention_ref(q->data(), k, k + static_cast<size_t>(keys) * d,
+                                              y->data(), T, p0, H, hd, scale);
+                       };
+                     }});
+  };
+  // Routed (top_k of n_experts, distinct per token, spread over the experts) + shared experts.
+  auto moe_case = [&](const std::string& name, int64_t T) {
+    const int used = static_cast<int>(std::min<int64_t>(E, T * K));
+    cases.push_back({name, (used * 3.0 * mi + 3.0 * si) * d * 2 + 8.0 * T * d,
+                     2.0 * T * (K * 3.0 * mi + 3.0 * si) * d, [=]() -> Run {
+                       auto x = std::make_shared<std::vector<float>>(cpu_floats(T * d, 1));
+                       auto w = std::make_shared<std::vector<uint16_t>>(
+                           cpu_bf16(static_cast<size_t>(3 * (used * mi + si) * d), 2));
+                       auto ids = std::make_shared<std::vector<int32_t>>(T * K);
+                       auto tw = std::make_shared<std::vector<float>>(T * K, 1.f / K);
+                       for (int64_t t = 0; t < T; ++t)
+                         for (int k = 0; k < K; ++k)
+                           (*ids)[t * K + k] = static_cast<int32_t>((t * K + k) % used);
+                       auto experts = std::make_shared<std::vector<MlpWeights>>(E);
+                       for (int e = 0; e < E; ++e) {
+                         const uint16_t* p = w->data() + 3 * (e % used) * mi * d;
+                         (*experts)[e] = {p, p + mi * d, p + 2 * mi * d};
+                       }
+                       auto y = std::make_shared<std::vector<float>>(T * d);
+                       auto sc =
+                           std::make_shared<std::vector<float>>(moe_scratch_floats(T, d, mi, si));
+                       return [=] {  // w captured: `experts` points into it
+                         const uint16_t* sp = w->data() + 3 * used * mi * d;
+                         const MlpWeights shared{sp, sp + si * d, sp + 2 * si * d};
+                         moe_ref(x->data(), ids->data(), tw->data(), experts->data(), shared,
+                                 y->data(), sc->data(), T, d, E, K, mi, si);
+                       };
+                     }});
+  };
+  auto rmsnorm_case = [&](const std::string& name, int64_t T) {
+    cases.push_back({name, 16.0 * T * d + 2.0 * d, 4.0 * T * d, [=]() -> Run {
+                       auto h = std::make_shared<std::vector<float>>(cpu_floats(T * d, 1));
+                       auto x = std::make_shared<std::vector<float>>(cpu_floats(T * d, 2));
+                       auto w = std::make_shared<std::vector<uint16_t>>(cpu_bf16(d, 3));
+                       auto y = std::make_shared<std::vector<float>>(T * d);
+                       return [=] {
+                         add_rmsnorm_ref(h->data(), x->data(), w->data(), y->data(), T, d,
+                                         c.rms_eps);
+                       };
+                     }});
+  };
+  auto rope_case = [&](const std::string& name, int64_t T) {
+    cases.push_back({name, 8.0 * T * d, 6.0 * T * d, [=]() -> Run {
+                       auto x = std::make_shared<std::vector<float>>(cpu_floats(T * d, 1));
+                       auto pos = std::make_shared<std::vector<int32_t>>(T);
+                       for (int64_t t = 0; t < T; ++t)
+                         (*pos)[t] = static_cast<int32_t>(ctx - T + t);
+                       return [=] { rope_ref(x->data(), pos->data(), T, H, hd, c.rope_theta); };
+                     }});
+  };
+  rmsnorm_case("decode.add_rmsnorm", 1);
+  linear_case("decode.linear qkv 3840x1280", 1, 3 * d, d);
+  rope_case("decode.rope q", 1);
+  attention_case(strfmt("decode.attention ctx %d", ctx), 1, ctx - 1);
+  linear_case("decode.linear o 1280x1280", 1, d, d);
+  cases.push_back({"decode.moe_router", E * d * 2.0 + 4.0 * d, 2.0 * E * d, [=]() -> Run {
+                     auto x = std::make_shared<std::vector<float>>(cpu_floats(d, 1));
+                     auto w = std::make_shared<std::vector<uint16_t>>(cpu_bf16(E * d, 2));
+                     auto out = std::make_shared<std::vector<float>>(E + 2 * K);
+                     auto ids = std::make_shared<std::vector<int32_t>>(K);
+                     return [=] {
+                       moe_router_ref(x->data(), w->data(), out->data(), ids->data(),
+                                      out->data() + E, 1, d, E, K, c.routed_scale);
+                     };
+                   }});
+  moe_case("decode.moe 6 experts + shared", 1);
+  swiglu_case("decode.swiglu dense 6848", 1);
+  linear_case("decode.lm_head 129280x1280", 1, V, d);
+  cases.push_back({"decode.embed", 6.0 * d, 0, [=]() -> Run {
+                     auto table = std::make_shared<std::vector<uint16_t>>(cpu_bf16(V * d, 1));
+                     auto y = std::make_shared<std::vector<float>>(d);
+                     return [=] {
+                       const int32_t id = 1000;
+                       embed_ref(&id, table->data(), y->data(), 1, d);
+                     };
+                   }});
+  for (int T : a.ctx) {
+    rmsnorm_case(strfmt("prefill%d.add_rmsnorm", T), T);
+    linear_case(strfmt("prefill%d.linear 1280x1280 (q, k, v, o)", T), T, d, d);
+    rope_case(strfmt("prefill%d.rope q", T), T);
+    attention_case(strfmt("prefill%d.attention", T), T, 0);
+    swiglu_case(strfmt("prefill%d.swiglu dense 6848", T), T);
+    moe_case(strfmt("prefill%d.moe (64 experts + shared)", T), T);
+  }
+
+  std::vector<CpuKernelCase> run;
+  for (const CpuKernelCase& kc : cases)
+    if (std::regex_search(kc.name, filter)) run.push_back(kc);
+  if (run.empty())
+    return Status::Error("--filter '" + a.filter +
+                         "' matches no CPU kernel row; see the names "
+                         "without --filter");
+  nlohmann::json out = {{"device", "cpu"}, {"reps", kReps}, {"kernels", nlohmann::json::array()}};
+  std::printf("%-40s %10s %9s %9s %8s %9s\n", "kernel (CPU float32 reference)", "median ms", "MB",
+              "GFLOP", "GB/s", "GFLOP/s");
+  for (size_t i = 0; i < run.size(); ++i) {
+    const CpuKernelCase& kc = run[i];
+    std::fprintf(stderr, "%s: cpu [%zu/%zu] %s\n", kTool, i + 1, run.size(), kc.name.c_str());
+    const Run call = kc.make();
+    std::vector<double> ms;
+    for (int r = 0; r <= kReps; ++r) {  // r = 0: warm-up (page faults, thread pool)
+      const auto t0 = std::chrono::steady_clock::now();
+      call();
+      const double t =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      if (r > 0) ms.push_back(t);
+    }
+    const double t = median(ms), sec = t * 1e-3;
+    std::printf("%-40s %10.3f %9.2f %9.3f %8.1f %9.1f\n", kc.name.c_str(), t, kc.bytes * 1e-6,
+                kc.flops * 1e-9, kc.bytes / sec * 1e-9, kc.flops / sec * 1e-9);
+    out["kernels"].push_back(
+        {{"name", kc.name}, {"median_ms", t}, {"bytes", kc.bytes}, {"flops", kc.flops}});
+  }
+  return write_json(a.json, out);
 }
 
 // ---- dsocr-bench e2e ---------------------------------------------------------------------------
@@ -727,8 +1032,13 @@ Status run_e2e(const Args& a) {
   DSOCR_ASSIGN_OR_RETURN(const std::string prompt, task_prompt(Task::kMarkdown));
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
-  nlohmann::json out = {{"gpu", prop.name}, {"image", a.image.empty() ? "synthetic" : a.image},
-                        {"tokens", a.tokens}, {"results", nlohmann::json::array()}};
+  nlohmann::json out = {{"gpu", prop.name},
+                        {"image", a.image.empty() ? "synthetic" : a.image},
+                        {"tokens", a.tokens},
+                        {"quant", a.quant.name},
+                        {"quant_policy", a.quant.describe()},
+                        {"results", nlohmann::json::array()}};
+  std::printf("weights: --quant %s: %s\n", a.quant.name.c_str(), a.quant.describe().c_str());
   std::printf("%-7s %6s %9s %9s %9s %9s %10s %9s %8s %9s %9s\n", "mode", "image", "prep ms",
               "vision ms", "prefill", "TTFT ms", "ms/token", "tokens/s", "pages/s", "GPU GB",
               "host MB");
@@ -741,8 +1051,11 @@ Status run_e2e(const Args& a) {
     eo.cuda = true;
     eo.ignore_eos = true;
     eo.gpu_mem = a.gpu_mem;
+    eo.quant = a.quant;
     if (a.progress) std::fprintf(stderr, "%s: %s: loading\n", kTool, mode_name.c_str());
     DSOCR_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::open(eo));
+    nlohmann::json offload;
+    DSOCR_TRY(report_offload(*engine->gpu_plan(), offload));
     std::map<std::string, std::vector<double>> ms;
     int image_tokens = 0;
     for (int rep = 0; rep <= a.reps; ++rep) {  // rep 0: warm-up
@@ -775,13 +1088,9 @@ Status run_e2e(const Args& a) {
                               {"pages_per_s", 1e3 / page_ms},
                               {"device_mem_gb", gpu_gb},
                               {"peak_host_mb", peak_host_mb()}});
+    if (!offload.is_null()) out["results"].back()["offload"] = offload["offload"];
   }
-  if (!a.json.empty()) {
-    std::ofstream f(a.json);
-    if (!f) return Status::Error(a.json + ": cannot write; check the directory");
-    f << out.dump(1) << "\n";
-  }
-  return Status::Ok();
+  return write_json(a.json, out);
 }
 
 // ---- dsocr-bench compare -----------------------------------------------------------------------

@@ -7,6 +7,7 @@
 // what works.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -49,9 +50,7 @@ struct RunOptions {
   Device device = Device::kCuda;  // --device
   // Weight formats: --quant, then the overrides and --quant-group (in any order), resolved into
   // `quant` after parsing.
-  std::string quant_name = "bf16";                                      // --quant
-  std::vector<std::pair<QuantOverride, WeightFormat>> quant_overrides;  // --quant-<part>
-  int quant_group = kInt4GroupDefault;                                  // --quant-group
+  QuantFlags quant_flags;
   QuantPolicy quant;
   int verbose = 0;                // -v, -vv
   bool help = false;              // -h, --help
@@ -117,18 +116,21 @@ Status parse_id_list(std::string_view flag, std::string_view text, std::vector<i
   return Status::Ok();
 }
 
-// --quant-<part> F: one override of the policy.
-Flag quant_override_flag(const char* name, const char* what, QuantOverride which) {
-  return {name, "F", what, [name, which](RunOptions& o, std::string_view v) -> Status {
-            Expected<WeightFormat> f = parse_weight_format(v);
-            if (!f.ok()) return Status::Error(std::string(name) + ": " + f.message());
-            o.quant_overrides.emplace_back(which, *f);
-            return Status::Ok();
-          }};
+// `f` with the --quant flags (shared with dsocr-bench: runtime/quant_policy.h) after --gpu-mem.
+std::vector<Flag> with_quant_flags(std::vector<Flag> f) {
+  std::vector<Flag> quant;
+  for (const QuantFlags::Flag& q : QuantFlags::all())
+    quant.push_back({q.name, q.value, q.help, [name = q.name](RunOptions& o, std::string_view v) {
+                       return o.quant_flags.take(name, v);
+                     }});
+  auto at = std::find_if(f.begin(), f.end(),
+                         [](const Flag& x) { return std::string_view(x.names) == "--gpu-mem"; });
+  f.insert(at + 1, quant.begin(), quant.end());
+  return f;
 }
 
 const std::vector<Flag>& flags() {
-  static const std::vector<Flag> kFlags = {
+  static const std::vector<Flag> kFlags = with_quant_flags({
       {"--model", "DIR",
        "checkpoint directory (config.json + *.safetensors); default: $DSOCR_MODEL",
        [](RunOptions& o, std::string_view v) {
@@ -164,32 +166,6 @@ const std::vector<Flag>& flags() {
          if (!s.ok()) return Status::Error("--gpu-mem: " + s.message());
          o.gpu_mem = *s;
          o.gpu_mem_text = std::string(v);
-         return Status::Ok();
-       }},
-      {"--quant", "P",
-       "weight formats per tensor class: bf16 (default), int8, int4, or mixed (INT4 routed "
-       "experts, INT8 attention, dense MLP, shared experts); --inspect only in this version",
-       [](RunOptions& o, std::string_view v) -> Status {
-         Expected<QuantPolicy> p = parse_quant_policy(v);
-         if (!p.ok()) return Status::Error("--quant: " + p.message());
-         o.quant_name = std::string(v);
-         return Status::Ok();
-       }},
-      quant_override_flag("--quant-experts", "routed experts as bf16|int8|int4 (overrides --quant)",
-                          QuantOverride::kExperts),
-      quant_override_flag("--quant-dense", "dense MLP (layer 0) and shared experts: bf16|int8|int4",
-                          QuantOverride::kDense),
-      quant_override_flag("--quant-attn", "attention q, k, v, o: bf16|int8|int4",
-                          QuantOverride::kAttn),
-      quant_override_flag("--quant-vision", "SAM, CLIP and projector linear layers: bf16|int8|int4",
-                          QuantOverride::kVision),
-      quant_override_flag("--quant-lm-head", "lm_head: bf16|int8|int4", QuantOverride::kLmHead),
-      {"--quant-group", "N", "INT4 group size along the input dimension: 128 (default) or 64",
-       [](RunOptions& o, std::string_view v) -> Status {
-         DSOCR_TRY(parse_int("--quant-group", v, &o.quant_group));
-         QuantPolicy probe;
-         Status s = set_quant_group(probe, o.quant_group);
-         if (!s.ok()) return Status::Error("--quant-group: " + s.message());
          return Status::Ok();
        }},
       {"--device", "cuda|cpu",
@@ -294,7 +270,7 @@ const std::vector<Flag>& flags() {
          o.help = true;
          return Status::Ok();
        }},
-  };
+  });
   return kFlags;
 }
 
@@ -369,9 +345,7 @@ Expected<RunOptions> parse_args(int argc, char** argv) {
     if (!s.ok()) return Status::Error(s.message() + see);
   }
   // Every value was checked by its flag; the policy is the --quant table with the overrides on top.
-  DSOCR_ASSIGN_OR_RETURN(o.quant, parse_quant_policy(o.quant_name));
-  for (const auto& [which, f] : o.quant_overrides) apply_quant_override(o.quant, which, f);
-  DSOCR_TRY(set_quant_group(o.quant, o.quant_group));
+  o.quant = o.quant_flags.resolve();
   return o;
 }
 

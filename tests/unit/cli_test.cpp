@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 
@@ -503,8 +504,58 @@ TEST_F(Cli, BenchErrorsAndCompare) {
   expect_one_line_bench(
       bench("compare --baseline '" + base.string() + "' --ours '" + e2e.string() + "'"), 1,
       "no stage of");
-  if (!cuda_unavailable_reason().empty())
-    expect_one_line_bench(bench("kernels"), 1, "no GPU");
+  if (!cuda_unavailable_reason().empty()) {
+    const Result k = bench("kernels");
+    expect_one_line_bench(k, 1, "no CUDA device was found");
+    EXPECT_NE(k.err.find("--device cpu"), std::string::npos) << k.err;
+  }
+}
+
+// The --quant flags parse as in dsocr-run (one shared parser) and only where they apply.
+TEST_F(Cli, BenchQuantAndDeviceFlags) {
+  auto bench = [](const std::string& args) { return run_tool("dsocr-bench", args); };
+  auto expect_one_line_bench = [](const Result& r, int code, const std::string& what) {
+    expect_one_line_error(r, code, what, "dsocr-bench");
+  };
+  expect_one_line_bench(
+      bench("decode --model x --quant fp8"), 2,
+      "--quant: quantization policy 'fp8' unknown; use bf16, int8, int4 or mixed");
+  expect_one_line_bench(bench("e2e --model x --quant-experts int2"), 2,
+                        "--quant-experts: weight format 'int2' unknown");
+  expect_one_line_bench(bench("decode --model x --quant-group 32"), 2,
+                        "--quant-group: int4 group 32");
+  expect_one_line_bench(bench("kernels --quant mixed"), 2, "kernels takes no --quant flags");
+  expect_one_line_bench(bench("kernels --device tpu"), 2, "--device 'tpu'");
+  expect_one_line_bench(bench("decode --model x --device cpu"), 2, "--device cpu is for");
+  expect_one_line_bench(bench("kernels --device cpu --filter '^nothing'"), 1,
+                        "matches no CPU kernel row");
+  const Result help = bench("--help");
+  for (const char* want :
+       {"--quant P", "--quant-experts F", "--quant-attn F", "--quant-lm-head F", "--device D"})
+    EXPECT_NE(help.out.find(want), std::string::npos) << want << " not in " << help.out;
+}
+
+// kernels --device cpu: the CPU reference kernels, no GPU needed (small rows only: seconds).
+TEST_F(Cli, BenchCpuKernels) {
+  const fs::path json = *tmp_ / "cpu_kernels.json";
+  const Result r = run_tool(
+      "dsocr-bench",
+      "kernels --device cpu --ctx 64 --filter "
+      "'add_rmsnorm|rope|moe_router|linear o|prefill64\\.attention|decode\\.(moe 6|swiglu)' "
+      "--json '" +
+          json.string() + "'");
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* want :
+       {"decode.add_rmsnorm", "decode.rope q", "decode.moe_router", "decode.linear o 1280x1280",
+        "prefill64.add_rmsnorm", "prefill64.attention", "decode.moe 6 experts + shared",
+        "decode.swiglu dense 6848", "GFLOP/s"})
+    EXPECT_NE(r.out.find(want), std::string::npos) << want << " not in " << r.out;
+  EXPECT_EQ(r.out.find("lm_head"), std::string::npos) << r.out;    // filtered out
+  EXPECT_NE(r.err.find("cpu [1/9]"), std::string::npos) << r.err;  // progress on stderr
+  std::ifstream f(json);
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("\"device\": \"cpu\""), std::string::npos) << text;
+  EXPECT_NE(text.find("prefill64.rope q"), std::string::npos) << text;
 }
 
 TEST_F(Cli, CudaDeviceNeedsAGpu) {
