@@ -127,9 +127,10 @@ Expected<std::unique_ptr<ExpertCache>> ExpertCache::create(const ModelConfig& cf
         scale_at[k] = f == WeightFormat::kBf16 ? 0 : quant_value_bytes(f, shape[k][0], shape[k][1]);
       }
       if (e > 0 && scale_at != L.scale_at)
-        return Status::Error(strfmt("expert cache: layer %d stores expert %d in another format "
-                                    "than expert 0 (planner bug, please report it)",
-                                    l, e));
+        return Status::Error(
+            strfmt("expert cache: layer %d stores expert %d in another format "
+                   "than expert 0 (planner bug, please report it)",
+                   l, e));
       L.scale_at = scale_at;
       L.host.push_back(h);
       L.mapped.push_back(expert_view(d, scale_at));

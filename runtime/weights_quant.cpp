@@ -43,9 +43,10 @@ Status quantize_weights(const Checkpoint& ckpt, const DevicePool& pool, const Ho
     uint8_t* values = on_host ? (host ? host->host_address(t.name) : nullptr)
                               : pool.base() + plan.tensor_offset(*slot);
     if (!values)
-      return Status::Error(strfmt("%s: the plan keeps it in the host pool, but no host pool was "
-                                  "given (internal error)",
-                                  t.name.c_str()));
+      return Status::Error(
+          strfmt("%s: the plan keeps it in the host pool, but no host pool was "
+                 "given (internal error)",
+                 t.name.c_str()));
     auto* scales = reinterpret_cast<uint16_t*>(values + quant_value_bytes(f.format, n, k));
     const uint64_t row_in = static_cast<uint64_t>(k) * 2;
     const uint64_t row_out = quant_value_bytes(f.format, 1, k);
@@ -54,17 +55,17 @@ Status quantize_weights(const Checkpoint& ckpt, const DevicePool& pool, const Ho
     // values and scales, each part 16-byte aligned), a multiple of 8 unless the tensor is smaller.
     const uint64_t slack = on_host ? 32 : 0;
     const uint64_t per_row = row_in + (on_host ? row_out + row_scales * 2 : 0);
-    int64_t block = staging_bytes > slack ? static_cast<int64_t>((staging_bytes - slack) / per_row)
-                                          : 0;
+    int64_t block =
+        staging_bytes > slack ? static_cast<int64_t>((staging_bytes - slack) / per_row) : 0;
     if (block < 1)
-      return Status::Error(strfmt("%s: staging buffer of %llu bytes holds no row of %llu bytes "
-                                  "(internal error)",
-                                  t.name.c_str(), static_cast<unsigned long long>(staging_bytes),
-                                  static_cast<unsigned long long>(per_row + slack)));
+      return Status::Error(
+          strfmt("%s: staging buffer of %llu bytes holds no row of %llu bytes "
+                 "(internal error)",
+                 t.name.c_str(), static_cast<unsigned long long>(staging_bytes),
+                 static_cast<unsigned long long>(per_row + slack)));
     if (block >= 8) block = block / 8 * 8;
     uint8_t* staged_values = staging + align16(block * row_in);
-    auto* staged_scales =
-        reinterpret_cast<uint16_t*>(staged_values + align16(block * row_out));
+    auto* staged_scales = reinterpret_cast<uint16_t*>(staged_values + align16(block * row_out));
     const uint8_t* src = ckpt.bytes(t);
     for (int64_t r0 = 0; r0 < n; r0 += block) {
       const int64_t rows = std::min(block, n - r0);

@@ -163,9 +163,8 @@ void read_experts(const GpuModel& m, ExpertBytes& out) {
       const MlpWeights& w = m.weights().dec.layers[l].experts[e];
       const uint16_t* part[3] = {w.gate, w.up, w.down};
       for (int k = 0; k < 3; ++k) {
-        const std::string name =
-            "model.layers." + std::to_string(l) + ".mlp.experts." + std::to_string(e) + "." +
-            kParts[k] + ".weight";
+        const std::string name = "model.layers." + std::to_string(l) + ".mlp.experts." +
+                                 std::to_string(e) + "." + kParts[k] + ".weight";
         const TensorSlot* t = m.plan().find_tensor(name);
         ASSERT_NE(t, nullptr) << name;
         std::vector<uint8_t> b(t->nbytes);

@@ -240,11 +240,12 @@ TEST(OffloadPlan, QuantizedExpertsKeepTheirPackedSize) {
   ASSERT_EQ(gate, 591360u);
   ASSERT_EQ(down, gate);
   const uint64_t part = gate, slot = 3 * part;
-  const uint64_t routed = 11ull * 64 * slot;  // 704 experts, each part 256-aligned already
+  const uint64_t routed = 11ull * 64 * slot;    // 704 experts, each part 256-aligned already
   const uint64_t embed = 129280ull * 1280 * 2;  // never quantized
   EXPECT_EQ(all.find_region(kRouted)->bytes, routed);
   EXPECT_EQ(all.find_region(kEmbedRegion)->bytes, embed);
-  const uint64_t minimum = all.total - align(embed) - align(routed) + align(66 * slot + 12 * 64 * 4);
+  const uint64_t minimum =
+      all.total - align(embed) - align(routed) + align(66 * slot + 12 * 64 * 4);
   EXPECT_EQ(all.minimum, minimum);
   o.gpu_mem = minimum;
   MemoryPlan p = plan(w, o);
@@ -287,10 +288,10 @@ TEST(OffloadPlan, QuantizedExpertsKeepTheirPackedSize) {
   o.gpu_mem = minimum - 1;
   Expected<MemoryPlan> r = plan_memory(ModelConfig{}, w, o);
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.message().find("--gpu-mem X (" + format_bytes(minimum - 1) +
-                             ") is below the minimum " + format_bytes(minimum) +
-                             " for mode gundam, --quant mixed"),
-            0u)
+  EXPECT_EQ(
+      r.message().find("--gpu-mem X (" + format_bytes(minimum - 1) + ") is below the minimum " +
+                       format_bytes(minimum) + " for mode gundam, --quant mixed"),
+      0u)
       << r.message();
   std::printf("gundam mixed: all-resident %s, minimum %s\n", format_bytes(all.total).c_str(),
               format_bytes(minimum).c_str());
