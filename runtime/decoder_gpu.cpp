@@ -662,7 +662,7 @@ Status GpuDecoder::forced_step(int32_t token, float* logits) {
   return Status::Ok();
 }
 
-Status GpuDecoder::set_expert(int layer, int expert, const MlpWeights& w) {
+Status GpuDecoder::set_expert(int layer, int expert, const MlpWeights& w, const MlpScales& scales) {
   Impl& m = *impl_;
   if (layer < 0 || layer >= m.cfg.n_layers || !m.w.layers[layer].moe || expert < 0 ||
       expert >= m.cfg.n_experts || !w.gate || !w.up || !w.down)
@@ -670,7 +670,18 @@ Status GpuDecoder::set_expert(int layer, int expert, const MlpWeights& w) {
         strfmt("set_expert(layer %d, expert %d): no such routed expert, or null "
                "weights (internal error)",
                layer, expert));
+  // Scales exactly when the experts are quantized: a stale or missing scale pointer would make
+  // the kernels read another expert's (or no) scales.
+  const bool quantized = m.moe_w[layer].expert_format != WeightFormat::kBf16;
+  for (const uint16_t* sc : {scales.gate, scales.up, scales.down})
+    if ((sc != nullptr) != quantized)
+      return Status::Error(
+          strfmt("set_expert(layer %d, expert %d): routed experts are %s, scales "
+                 "%s (internal error)",
+                 layer, expert, weight_format_name(m.moe_w[layer].expert_format),
+                 sc ? "given" : "missing"));
   m.moe_w[layer].experts[expert] = w;
+  m.moe_w[layer].expert_scales[expert] = scales;
   m.graph_stale = true;
   return Status::Ok();
 }

@@ -24,6 +24,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/moe.h"  // MlpScales
 #include "kernels/ngram.h"
 #include "loader/config.h"
 #include "loader/status.h"
@@ -93,11 +94,12 @@ class GpuDecoder {
   Status end();
 
   // Offload hooks (runtime/expert_cache.h). set_expert points routed expert `expert` of MoE layer
-  // `layer` at `w` (an expert-cache slot, or the mapped host copy) for every launch from now on;
+  // `layer` at `w` and, for quantized experts, its scales at `scales` (an expert-cache slot, or
+  // the mapped host copy; null scales for BF16 experts) for every launch from now on;
   // launches already enqueued keep the pointers they were given, so the caller orders its copies
   // after them on the stream. The decode graph holds the pointers by value (MoeDeviceWeights is a
   // kernel argument) and is captured again at the next generate() after any change.
-  Status set_expert(int layer, int expert, const MlpWeights& w);
+  Status set_expert(int layer, int expert, const MlpWeights& w, const MlpScales& scales = {});
   // From the next forward on, every MoE layer l adds its router's top-k ids to
   // counts[l * n_experts + e] (device int32, [n_layers, n_experts]); null turns counting off.
   void set_expert_counts(int32_t* counts);

@@ -4,6 +4,7 @@
 #include <array>
 #include <numeric>
 
+#include "kernels/quant.h"
 #include "runtime/cuda_check.h"
 
 namespace dsocr {
@@ -39,13 +40,34 @@ std::vector<int> choose_cached_experts(const std::vector<int>& current,
   return next;
 }
 
+namespace {
+
+// One expert as the MoE kernels see it: the three parts' addresses and, when quantized, their
+// scales (kernels/quant.h qweight_in_slot: values, then scales at byte scale_at[k]).
+struct ExpertView {
+  MlpWeights w;
+  MlpScales scales;
+};
+
+ExpertView expert_view(const std::array<const uint8_t*, 3>& part,
+                       const std::array<uint64_t, 3>& scale_at) {
+  std::array<const uint16_t*, 3> sc{};
+  for (int k = 0; k < 3; ++k)
+    if (scale_at[k]) sc[k] = reinterpret_cast<const uint16_t*>(part[k] + scale_at[k]);
+  auto p = [](const uint8_t* a) { return reinterpret_cast<const uint16_t*>(a); };
+  return {MlpWeights{p(part[0]), p(part[1]), p(part[2])}, MlpScales{sc[0], sc[1], sc[2]}};
+}
+
+}  // namespace
+
 struct ExpertCache::Layer {
   int layer = 0;
   std::vector<int> slot_expert;                     // [slots] expert or -1
   std::vector<double> score;                        // [n_experts]
   std::vector<std::array<const uint8_t*, 3>> host;  // [n_experts] gate, up, down (CPU view)
-  std::vector<MlpWeights> mapped;                   // [n_experts] the same, as kernels see them
-  std::vector<std::array<uint64_t, 3>> nbytes;      // [n_experts] as stored
+  std::vector<ExpertView> mapped;                   // [n_experts] the same, as kernels see them
+  std::vector<std::array<uint64_t, 3>> nbytes;      // [n_experts] as stored (values + scales)
+  std::array<uint64_t, 3> scale_at{};  // scales' offset in each part (0: BF16, no scales)
 };
 
 ExpertCache::~ExpertCache() {
@@ -77,30 +99,41 @@ Expected<std::unique_ptr<ExpertCache>> ExpertCache::create(const ModelConfig& cf
   c->counts_ = reinterpret_cast<int32_t*>(region + ep.counts_offset);
   c->stream_ = stream;
   static const char* kParts[3] = {"gate_proj", "up_proj", "down_proj"};
+  // [out, in] of gate, up, down: where a quantized part's scales start (the routed experts'
+  // policy is one format and group for the class, so every expert of a layer has the same).
+  const int64_t shape[3][2] = {
+      {cfg.moe_inter, cfg.dim}, {cfg.moe_inter, cfg.dim}, {cfg.dim, cfg.moe_inter}};
   for (int l : ep.layers) {
     Layer L;
     L.layer = l;
     L.slot_expert.assign(ep.slots, -1);
     L.score.assign(cfg.n_experts, 0.0);
     for (int e = 0; e < cfg.n_experts; ++e) {
-      std::array<const uint8_t*, 3> h{};
-      std::array<const uint16_t*, 3> d{};
-      std::array<uint64_t, 3> nb{};
+      std::array<const uint8_t*, 3> h{}, d{};
+      std::array<uint64_t, 3> nb{}, scale_at{};
       for (int k = 0; k < 3; ++k) {
         const std::string name =
             strfmt("model.layers.%d.mlp.experts.%d.%s.weight", l, e, kParts[k]);
         const TensorSlot* t = plan.find_tensor(name);
         h[k] = host.host_address(name);
-        d[k] = reinterpret_cast<const uint16_t*>(host.device_address(name));
+        d[k] = host.device_address(name);
         if (!t || !h[k] || !d[k] || t->nbytes > ep.part_bytes[k])
           return Status::Error(
               strfmt("expert cache: %s is not in the host pool or larger than "
                      "its slot part (planner bug, please report it)",
                      name.c_str()));
         nb[k] = t->nbytes;
+        const WeightFormat f = t->stored.format;
+        scale_at[k] = f == WeightFormat::kBf16 ? 0 : quant_value_bytes(f, shape[k][0], shape[k][1]);
       }
+      if (e > 0 && scale_at != L.scale_at)
+        return Status::Error(
+            strfmt("expert cache: layer %d stores expert %d in another format "
+                   "than expert 0 (planner bug, please report it)",
+                   l, e));
+      L.scale_at = scale_at;
       L.host.push_back(h);
-      L.mapped.push_back(MlpWeights{d[0], d[1], d[2]});
+      L.mapped.push_back(expert_view(d, scale_at));
       L.nbytes.push_back(nb);
     }
     c->layers_.push_back(std::move(L));
@@ -115,7 +148,8 @@ Expected<std::unique_ptr<ExpertCache>> ExpertCache::create(const ModelConfig& cf
   // Every expert at its host copy first (bind_weights already did that; set it explicitly so the
   // table never depends on how the decoder was created), then the first fill.
   for (const Layer& L : c->layers_)
-    for (int e = 0; e < cfg.n_experts; ++e) DSOCR_TRY(decoder.set_expert(L.layer, e, L.mapped[e]));
+    for (int e = 0; e < cfg.n_experts; ++e)
+      DSOCR_TRY(decoder.set_expert(L.layer, e, L.mapped[e].w, L.mapped[e].scales));
   std::vector<std::vector<int>> next;
   for (const Layer& L : c->layers_) next.push_back(choose_cached_experts(L.slot_expert, L.score));
   DSOCR_TRY(c->assign(next));
@@ -148,18 +182,21 @@ Status ExpertCache::assign(const std::vector<std::vector<int>>& next) {
     for (int s = 0; s < plan_.slots; ++s) {
       const int old = L.slot_expert[s], e = next[i][s];
       if (old == e) continue;
-      if (old >= 0) DSOCR_TRY(decoder_->set_expert(L.layer, old, L.mapped[old]));
+      if (old >= 0)
+        DSOCR_TRY(decoder_->set_expert(L.layer, old, L.mapped[old].w, L.mapped[old].scales));
       L.slot_expert[s] = e;
       if (e < 0) continue;
+      // Each part as stored (values, then scales when quantized) into its place in the slot.
       uint8_t* dst = slot(L.layer, s);
-      const uint16_t* part[3];
+      std::array<const uint8_t*, 3> part{};
       for (int k = 0; k < 3; ++k) {
         DSOCR_CUDA_TRY(cudaMemcpyAsync(dst + plan_.part_offset[k], L.host[e][k], L.nbytes[e][k],
                                        cudaMemcpyHostToDevice, copy_));
-        part[k] = reinterpret_cast<const uint16_t*>(dst + plan_.part_offset[k]);
+        part[k] = dst + plan_.part_offset[k];
         bytes_moved_ += L.nbytes[e][k];
       }
-      DSOCR_TRY(decoder_->set_expert(L.layer, e, MlpWeights{part[0], part[1], part[2]}));
+      const ExpertView v = expert_view(part, L.scale_at);
+      DSOCR_TRY(decoder_->set_expert(L.layer, e, v.w, v.scales));
       ++moved_;
     }
   }

@@ -6,6 +6,10 @@
 // cached expert at its slot and every other one at its mapped host copy. The MoE kernels read
 // either address the same way (zero-copy over PCIe for the host ones), so the arithmetic is the
 // same byte for byte wherever an expert lives: offload changes speed, never the output.
+// Quantized experts (issue 10) live and move in their stored form: each part's packed values then
+// its BF16 scales (kernels/quant.h qweight_in_slot), in the host pool (runtime/weights_quant.h
+// quantizes them there at load) and in a slot part alike, and set_expert gets the scale pointers
+// beside the weight pointers.
 //
 // Refill (refill(), between pages, outside any graph): every forward counts its router's choices
 // into a device histogram (kernels/expert_cache.h; the decode graph includes the counting launch);

@@ -37,10 +37,6 @@ Expected<std::unique_ptr<GpuModel>> GpuModel::load(const ModelConfig& cfg, const
       return Status::Error(strfmt("%s weights as %s: the GPU encoder has no quantized kernels "
                                   "yet; use --quant-vision bf16",
                                   tensor_class_name(c), weight_format_name(plan.quant.of(c))));
-  if (plan.expert_cache.active() && plan.quant.of(TensorClass::kRoutedExpert) != WeightFormat::kBf16)
-    return Status::Error(strfmt("routed experts as %s in host memory: offloading quantized experts "
-                                "is not supported yet; raise --gpu-mem or use --quant-experts bf16",
-                                weight_format_name(plan.quant.of(TensorClass::kRoutedExpert))));
   // The host pool first: a host that cannot pin it fails before the upload.
   DSOCR_ASSIGN_OR_RETURN(HostPool host, HostPool::create(plan));
   m->host_ = std::make_unique<HostPool>(std::move(host));
@@ -59,9 +55,10 @@ Expected<std::unique_ptr<GpuModel>> GpuModel::load(const ModelConfig& cfg, const
   if (!work || !kv || !samp || !vis)
     return Status::Error(
         "memory plan lacks a decoder, kv_cache, sampling or vision region (planner bug)");
-  // Quantized slots: BF16 rows staged through the vision region, idle until the encoder exists.
+  // Quantized slots, on the device and (offloaded experts, in their packed form) in the host pool:
+  // BF16 rows staged through the vision region, idle until the encoder exists.
   if (!plan.quant.all_bf16())
-    DSOCR_TRY(quantize_weights(ckpt, *m->pool_, vis, vis_bytes, m->stream_));
+    DSOCR_TRY(quantize_weights(ckpt, *m->pool_, m->host_.get(), vis, vis_bytes, m->stream_));
   DSOCR_ASSIGN_OR_RETURN(m->vision_, VisionGpu::create(m->cfg_, m->w_, vis, vis_bytes,
                                                        vision_groups(plan.mode)));
   DSOCR_ASSIGN_OR_RETURN(

@@ -21,7 +21,9 @@
 //      device region of N slots per MoE layer, N as large as the budget allows (at least
 //      min_expert_slots() = top_k, at most n_experts - 1). The runtime (runtime/expert_cache.h)
 //      points the MoE kernels at a slot for a cached expert and at the mapped host copy for the
-//      others, so where an expert lives never changes the arithmetic.
+//      others, so where an expert lives never changes the arithmetic. Quantized experts are
+//      sized, kept and cached as stored (packed values + BF16 scales, kernels/quant.h
+//      quant_bytes): a slot is the stored bytes of one expert's gate, up and down.
 // Everything else (attention, norms, router, shared experts, dense MLP, lm_head, the vision
 // towers, KV cache, activations) stays on the GPU. The smallest budget any plan of the options fits
 // (step 2 with min_expert_slots()) is MemoryPlan::minimum; a budget below it is refused with one

@@ -75,6 +75,7 @@ class HostPool {
 
   uint8_t* base() const { return base_; }
   uint64_t size() const { return size_; }
+  const MemoryPlan& plan() const { return plan_; }
   // A host-pool tensor's slot as the CPU sees it, and as kernels see it; null if the plan has no
   // such tensor or keeps it on the device.
   uint8_t* host_address(std::string_view name) const;

@@ -355,9 +355,12 @@ Status upload_host_weights(const Checkpoint& ckpt, const HostPool& host, WeightT
   for (const TensorInfo& t : ckpt.tensors()) {
     uint8_t* dst = host.host_address(t.name);
     if (!dst) continue;  // on the device
-    DSOCR_TRY(
-        table.add(DeviceTensor{t.name, t.dtype, t.shape, host.device_address(t.name), t.nbytes}));
-    copies.push_back(Copy{ckpt.bytes(t), dst, t.nbytes});
+    // A slot the plan stores quantized: quantize_weights (runtime/weights_quant.h) fills it.
+    const TensorSlot& slot = *host.plan().find_tensor(t.name);
+    const bool quantized = slot.stored.format != WeightFormat::kBf16;
+    DSOCR_TRY(table.add(
+        DeviceTensor{t.name, t.dtype, t.shape, host.device_address(t.name), slot.nbytes}));
+    if (!quantized) copies.push_back(Copy{ckpt.bytes(t), dst, t.nbytes});
   }
   parallel_for(static_cast<int64_t>(copies.size()), [&](int64_t a, int64_t z) {
     for (int64_t i = a; i < z; ++i) std::memcpy(copies[i].dst, copies[i].src, copies[i].nbytes);

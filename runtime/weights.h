@@ -94,7 +94,9 @@ Expected<WeightTable> upload_weights(const Checkpoint& ckpt, const DevicePool& p
                                      UploadStats* stats = nullptr);
 
 // Copy every tensor the plan keeps in `host` from the checkpoint's mapping into its slot (on
-// cpu_threads() threads) and add it to `table` with its device (mapped) address.
+// cpu_threads() threads) and add it to `table` with its device (mapped) address. Tensors the plan
+// stores quantized are only entered in the table (nbytes = the slot's): quantize_weights fills
+// them.
 Status upload_host_weights(const Checkpoint& ckpt, const HostPool& host, WeightTable& table);
 
 }  // namespace dsocr

@@ -3,7 +3,10 @@
 // embedding table and then the routed experts to pinned host memory (6 and 32 of 64 expert slots
 // per MoE layer) must give bit-identical prefill logits, teacher-forced logits and generated ids,
 // across expert-cache refills between the sequences (which change the decoder's expert table and
-// make the decode graph be captured again).
+// make the decode graph be captured again). Once with BF16 weights, once with --quant mixed
+// (INT4 routed experts, which then live in the host pool and the slots in their packed form with
+// their scales, issue 10; INT8 attention, dense MLP and shared experts), each against the
+// all-resident run of its own policy.
 // Needs DSOCR_SYNTH1_DIR (the synth1 fixture) and a GPU.
 #include <gtest/gtest.h>
 
@@ -133,17 +136,48 @@ struct Synth {
   std::vector<WeightEntry> entries;
 };
 
-PlanOptions plan_options(uint64_t gpu_mem) {
+PlanOptions plan_options(uint64_t gpu_mem, const QuantPolicy& quant) {
   PlanOptions po;
   po.mode = Mode::kTiny;
   po.max_new_tokens = 64;
   po.device = 0;
   po.gpu_mem = gpu_mem;
+  po.quant = quant;
   po.budget_name = "test budget";
   return po;
 }
 
-TEST(OffloadDecoder, BitIdenticalToAllResident) {
+// The stored bytes (values + scales when quantized) of a few routed experts, read through the
+// pointers the model bound (a device slot, or the mapped host copy), and whether each is in host
+// memory.
+struct ExpertBytes {
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<bool> on_host;
+};
+
+void read_experts(const GpuModel& m, ExpertBytes& out) {
+  const ModelConfig& cfg = m.cfg();
+  static const char* kParts[3] = {"gate_proj", "up_proj", "down_proj"};
+  for (int l : {1, cfg.n_layers - 1})
+    for (int e : {0, 17, cfg.n_experts - 1}) {
+      const MlpWeights& w = m.weights().dec.layers[l].experts[e];
+      const uint16_t* part[3] = {w.gate, w.up, w.down};
+      for (int k = 0; k < 3; ++k) {
+        const std::string name = "model.layers." + std::to_string(l) + ".mlp.experts." +
+                                 std::to_string(e) + "." + kParts[k] + ".weight";
+        const TensorSlot* t = m.plan().find_tensor(name);
+        ASSERT_NE(t, nullptr) << name;
+        std::vector<uint8_t> b(t->nbytes);
+        ASSERT_EQ(cudaMemcpy(b.data(), part[k], b.size(), cudaMemcpyDefault), cudaSuccess) << name;
+        cudaPointerAttributes attr{};
+        ASSERT_EQ(cudaPointerGetAttributes(&attr, part[k]), cudaSuccess) << name;
+        out.bytes.push_back(std::move(b));
+        out.on_host.push_back(attr.type == cudaMemoryTypeHost);
+      }
+    }
+}
+
+void check_offload(const QuantPolicy& quant) {
   const char* synth = std::getenv("DSOCR_SYNTH1_DIR");
   if (!synth || !*synth)
     GTEST_SKIP() << "DSOCR_SYNTH1_DIR is not set (ctest sets it via the synth1 fixture)";
@@ -158,7 +192,7 @@ TEST(OffloadDecoder, BitIdenticalToAllResident) {
   auto entries = weight_entries(*ckpt, checkpoint_schema(s.cfg));
   ASSERT_TRUE(entries.ok()) << entries.message();
   // The plan sizes, without a device: the all-resident total and the minimum.
-  PlanOptions probe = plan_options(0);
+  PlanOptions probe = plan_options(0, quant);
   probe.device = -1;
   auto all = plan_memory(s.cfg, *entries, probe);
   ASSERT_TRUE(all.ok()) << all.message();
@@ -181,10 +215,11 @@ TEST(OffloadDecoder, BitIdenticalToAllResident) {
       {"experts on the host, 32 slots per layer", all->minimum + 26 * per_slot, true, 32},
   };
   Outputs ref;
+  ExpertBytes ref_experts;
   for (const Variant& v : variants) {
     SCOPED_TRACE(v.name);
     std::printf("  [%s] budget %s\n", v.name, format_bytes(v.budget).c_str());
-    auto m = GpuModel::open(s.dir, plan_options(v.budget), /*poison=*/true);
+    auto m = GpuModel::open(s.dir, plan_options(v.budget, quant), /*poison=*/true);
     ASSERT_TRUE(m.ok()) << m.message();
     const MemoryPlan& plan = (*m)->plan();
     // The plan and the model are what the variant claims.
@@ -196,6 +231,23 @@ TEST(OffloadDecoder, BitIdenticalToAllResident) {
         << "the embedding table is not where the plan puts it";
     ASSERT_EQ(plan.expert_cache.active() ? plan.expert_cache.slots : -1, v.slots);
     ASSERT_EQ((*m)->expert_cache() != nullptr, v.slots >= 0);
+    // The routed experts are stored as the policy says, and in the host pool hold the very bytes
+    // the all-resident run has on the GPU (for quantized experts: quantized at load into the
+    // host pool by the same kernels).
+    EXPECT_EQ(plan.find_tensor("model.layers.1.mlp.experts.0.gate_proj.weight")->stored.format,
+              quant.of(TensorClass::kRoutedExpert));
+    ExpertBytes eb;
+    read_experts(**m, eb);
+    if (::testing::Test::HasFatalFailure()) return;
+    for (size_t i = 0; i < eb.on_host.size(); ++i)
+      ASSERT_EQ(eb.on_host[i], v.slots >= 0) << "expert part " << i << " is not where the plan "
+                                             << "puts it";
+    if (v.budget == all->total)
+      ref_experts = eb;
+    else
+      for (size_t i = 0; i < eb.bytes.size(); ++i)
+        ASSERT_TRUE(eb.bytes[i] == ref_experts.bytes[i])
+            << "expert part " << i << ": stored bytes differ from the all-resident run's";
     if (v.slots >= 0) {
       // Before any count, slot s of each layer holds expert s.
       ExpertCache& c = *(*m)->expert_cache();
@@ -204,7 +256,7 @@ TEST(OffloadDecoder, BitIdenticalToAllResident) {
     }
     Outputs out;
     run_passes(**m, out);
-    if (HasFatalFailure()) return;
+    if (::testing::Test::HasFatalFailure()) return;
     std::printf("  [%s] refills %d, experts copied into slots %lld\n", v.name, out.refills,
                 static_cast<long long>(out.moved));
     if (v.slots < 0) {
@@ -228,6 +280,19 @@ TEST(OffloadDecoder, BitIdenticalToAllResident) {
     EXPECT_EQ(out.gen[0], ref.gen[0]) << "generated ids, pass 1";
     EXPECT_EQ(out.gen[1], ref.gen[1]) << "generated ids, pass 3 (after two refills)";
   }
+}
+
+TEST(OffloadDecoder, BitIdenticalToAllResident) {
+  check_offload(QuantPolicy{});
+}
+
+// --quant mixed: the packed INT4 experts and their scales in the host pool and the cache slots.
+TEST(OffloadDecoder, MixedBitIdenticalToAllResident) {
+  Expected<QuantPolicy> q = parse_quant_policy("mixed");
+  ASSERT_TRUE(q.ok()) << q.message();
+  ASSERT_EQ(q->of(TensorClass::kRoutedExpert), WeightFormat::kInt4);
+  ASSERT_EQ(q->of(TensorClass::kSharedExpert), WeightFormat::kInt8);
+  check_offload(*q);
 }
 
 }  // namespace

@@ -265,6 +265,20 @@ TEST_F(Cli, InspectPrintsCheckpointAndPlan) {
     EXPECT_NE(r.out.find(want), std::string::npos) << want << " missing from:\n" << r.out;
 }
 
+// The words of the first line of `out` that starts with "  <first> ", joined by single spaces.
+std::string table_row(const std::string& out, const std::string& first) {
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::string w, row;
+    if (!(words >> w) || w != first || line.rfind("  " + first + " ", 0) != 0) continue;
+    row = w;
+    while (words >> w) row += " " + w;
+    return row;
+  }
+  return "";
+}
+
 // Offload under --gpu-mem (runtime/planner.h "Offload"), without a GPU: below the minimum one
 // line naming it; between the minimum and the all-resident total an offload plan; above it none.
 TEST_F(Cli, InspectOffloadPlan) {
@@ -291,6 +305,19 @@ TEST_F(Cli, InspectOffloadPlan) {
   Result tiny = run(inspect + "--gpu-mem 2500M --mode tiny --max-tokens 256");
   EXPECT_EQ(tiny.code, 0) << tiny.err;
   EXPECT_NE(tiny.out.find("routed_expert host + expert cache"), std::string::npos) << tiny.out;
+  // So does --quant mixed: the INT4 experts move packed, a slot is 3 x 591,360 B (1.77 MB), and
+  // the minimum drops by about 0.52 GB (66 slots at 5.11 MB less each, INT8 attention, dense MLP
+  // and shared experts; tests/unit/offload_plan_test.cpp has the exact figure).
+  Result mixed = run(inspect + "--gpu-mem 2500M --quant mixed");
+  ASSERT_EQ(mixed.code, 0) << mixed.err;
+  for (const char* want : {"routed_expert host + expert cache", "1.77 MB per slot",
+                           "int4 g128, read over PCIe unless cached"})
+    EXPECT_NE(mixed.out.find(want), std::string::npos) << want << " missing from:\n" << mixed.out;
+  // In the host pool after the embedding table (129280 x 1280 x 2 B): 704 experts x 3 x 591,360 B.
+  EXPECT_EQ(table_row(mixed.out, "weights.routed_expert"),
+            "weights.routed_expert 330956800 1.25 GB 2112 tensors, int4 g128, read over PCIe "
+            "unless cached")
+      << mixed.out;
 
   // 4 GiB: embedding and routed experts on the host, 25 cache slots per MoE layer (the activation regions as of the quantization merge).
   Result mid = run(inspect + "--gpu-mem 4G");
@@ -308,20 +335,6 @@ TEST_F(Cli, InspectOffloadPlan) {
             std::string::npos)
       << high.out;
   EXPECT_EQ(high.out.find("expert cache"), std::string::npos) << high.out;
-}
-
-// The words of the first line of `out` that starts with "  <first> ", joined by single spaces.
-std::string table_row(const std::string& out, const std::string& first) {
-  std::istringstream lines(out);
-  for (std::string line; std::getline(lines, line);) {
-    std::istringstream words(line);
-    std::string w, row;
-    if (!(words >> w) || w != first || line.rfind("  " + first + " ", 0) != 0) continue;
-    row = w;
-    while (words >> w) row += " " + w;
-    return row;
-  }
-  return "";
 }
 
 // --inspect under a quantization policy: bytes per class as stored, beside the BF16 bytes, and

@@ -224,7 +224,8 @@ TEST(OffloadPlan, MinimumFollowsModeAndTokens) {
   EXPECT_EQ(fit.expert_cache.slots, 6);
 }
 
-// Quantized experts: the cache slots and the host pool hold the stored (packed) bytes.
+// Quantized experts: the cache slots and the host pool hold the stored (packed) bytes, and the
+// minimum, the slot count and the refusal follow from them.
 TEST(OffloadPlan, QuantizedExpertsKeepTheirPackedSize) {
   const std::vector<WeightEntry> w = official_weights();
   PlanOptions o = budget(0);
@@ -232,21 +233,103 @@ TEST(OffloadPlan, QuantizedExpertsKeepTheirPackedSize) {
   ASSERT_TRUE(q.ok());
   o.quant = *q;
   const MemoryPlan all = plan(w, o);
-  // INT4 g128 [896, 1280] and [1280, 896]: 573,440 B of nibbles + 17,920 B of scales.
-  const uint64_t part = 591360, slot = 3 * part;
-  const uint64_t minimum = all.total - align(all.find_region(kEmbedRegion)->bytes) -
-                           align(all.find_region(kRouted)->bytes) + align(66 * slot + 3072);
+  // INT4 g128: gate/up [896, 1280] = 896 x 640 B of nibbles + 896 x 10 BF16 scales; down
+  // [1280, 896] = 1280 x 448 B + 1280 x 7 scales. Both 591,360 B, a multiple of 256.
+  const uint64_t gate = 896ull * 1280 / 2 + 896ull * (1280 / 128) * 2;
+  const uint64_t down = 1280ull * 896 / 2 + 1280ull * (896 / 128) * 2;
+  ASSERT_EQ(gate, 591360u);
+  ASSERT_EQ(down, gate);
+  const uint64_t part = gate, slot = 3 * part;
+  const uint64_t routed = 11ull * 64 * slot;    // 704 experts, each part 256-aligned already
+  const uint64_t embed = 129280ull * 1280 * 2;  // never quantized
+  EXPECT_EQ(all.find_region(kRouted)->bytes, routed);
+  EXPECT_EQ(all.find_region(kEmbedRegion)->bytes, embed);
+  const uint64_t minimum =
+      all.total - align(embed) - align(routed) + align(66 * slot + 12 * 64 * 4);
   EXPECT_EQ(all.minimum, minimum);
   o.gpu_mem = minimum;
-  const MemoryPlan p = plan(w, o);
+  MemoryPlan p = plan(w, o);
+  expect_layout(p, w);
+  EXPECT_EQ(p.total, minimum);
   ASSERT_TRUE(p.expert_cache.active());
-  EXPECT_EQ(p.expert_cache.slot_bytes, slot);
-  EXPECT_EQ(p.expert_cache.part_bytes[0], part);
-  EXPECT_EQ(p.expert_cache.part_bytes[2], part);
-  EXPECT_EQ(p.host_regions.back().bytes, 1248952320ull);  // the INT4 routed experts
-  EXPECT_EQ(p.find_tensor("model.layers.5.mlp.experts.9.down_proj.weight")->nbytes, part);
+  const ExpertCachePlan& ec = p.expert_cache;
+  EXPECT_EQ(ec.slots, 6);
+  EXPECT_EQ(ec.slot_bytes, slot);
+  for (int k = 0; k < 3; ++k) {
+    EXPECT_EQ(ec.part_bytes[k], part) << k;
+    EXPECT_EQ(ec.part_offset[k], k * part) << k;
+  }
+  EXPECT_EQ(p.find_region("expert_cache")->bytes, 66 * slot + 3072);
+  ASSERT_EQ(p.host_regions.size(), 2u);
+  EXPECT_EQ(p.host_regions[1].name, kRouted);
+  EXPECT_EQ(p.host_regions[1].bytes, routed);
+  EXPECT_EQ(routed, 1248952320ull);
+  EXPECT_EQ(p.host_total, align(embed) + routed);
+  const TensorSlot* t = p.find_tensor("model.layers.5.mlp.experts.9.down_proj.weight");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->where, Residency::kHost);
+  EXPECT_EQ(t->nbytes, down);
+  EXPECT_EQ(stored_format_name(t->stored), "int4 g128");
+  // The shared experts stay on the GPU, as INT8.
+  t = p.find_tensor("model.layers.5.mlp.shared_experts.up_proj.weight");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->where, Residency::kDevice);
+  EXPECT_EQ(t->nbytes, 1792ull * 1280 + 1792 * 2);
+  // Each extra slot costs 11 packed slots, to the byte.
+  for (int extra : {1, 14, 57}) {
+    o.gpu_mem = minimum + extra * 11 * slot;
+    p = plan(w, o);
+    EXPECT_EQ(p.expert_cache.slots, 6 + extra);
+    EXPECT_EQ(p.total, minimum + extra * 11 * slot);
+    o.gpu_mem -= 1;
+    EXPECT_EQ(plan(w, o).expert_cache.slots, 6 + extra - 1);
+  }
+  // One byte below the minimum: refused, naming the policy.
+  o.gpu_mem = minimum - 1;
+  Expected<MemoryPlan> r = plan_memory(ModelConfig{}, w, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(
+      r.message().find("--gpu-mem X (" + format_bytes(minimum - 1) + ") is below the minimum " +
+                       format_bytes(minimum) + " for mode gundam, --quant mixed"),
+      0u)
+      << r.message();
   std::printf("gundam mixed: all-resident %s, minimum %s\n", format_bytes(all.total).c_str(),
               format_bytes(minimum).c_str());
+}
+
+// INT8 routed experts: per-channel scales make the parts unequal (gate/up 896 scales, down 1280),
+// so the slot's part offsets differ from the BF16 and INT4 ones.
+TEST(OffloadPlan, Int8ExpertsPartsAndMinimum) {
+  const std::vector<WeightEntry> w = official_weights();
+  PlanOptions o = budget(0);
+  apply_quant_override(o.quant, QuantOverride::kExperts, WeightFormat::kInt8);
+  const MemoryPlan all = plan(w, o);
+  const uint64_t gate = 896ull * 1280 + 896 * 2, down = 1280ull * 896 + 1280 * 2;
+  ASSERT_EQ(gate % kPoolAlign, 0u);
+  ASSERT_EQ(down % kPoolAlign, 0u);
+  const uint64_t slot = 2 * gate + down;
+  const uint64_t routed = 704 * slot;
+  EXPECT_EQ(all.find_region(kRouted)->bytes, routed);
+  const uint64_t embed = 129280ull * 1280 * 2;
+  const uint64_t minimum = all.total - align(embed) - align(routed) + align(66 * slot + 3072);
+  EXPECT_EQ(all.minimum, minimum);
+  o.gpu_mem = minimum + 3 * 11 * slot;
+  const MemoryPlan p = plan(w, o);
+  expect_layout(p, w);
+  ASSERT_TRUE(p.expert_cache.active());
+  const ExpertCachePlan& ec = p.expert_cache;
+  EXPECT_EQ(ec.slots, 9);
+  EXPECT_EQ(p.total, o.gpu_mem);
+  EXPECT_EQ(ec.slot_bytes, 3446784u);
+  EXPECT_EQ(ec.slot_bytes, slot);
+  EXPECT_EQ(ec.part_bytes[0], gate);
+  EXPECT_EQ(ec.part_bytes[1], gate);
+  EXPECT_EQ(ec.part_bytes[2], down);
+  EXPECT_EQ(ec.part_offset[1], gate);
+  EXPECT_EQ(ec.part_offset[2], 2 * gate);
+  EXPECT_EQ(p.host_regions.back().bytes, routed);
+  EXPECT_EQ(p.host_total, align(embed) + routed);
+  EXPECT_EQ(p.find_region("expert_cache")->bytes, 99 * slot + 3072);
 }
 
 TEST(OffloadPlan, Describe) {
