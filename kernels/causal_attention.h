@@ -78,15 +78,5 @@ cudaError_t decode_attention(const uint16_t* q,   // [n_heads, head_dim] BF16, R
                              void* workspace, int64_t max_kv_len, int n_heads, int head_dim,
                              float scale, cudaStream_t stream);
 
-// The decode step's rope_qk_append_kv (T = 1, kernels/rope.h) and decode_attention in one launch:
-//   K[p] = rope(k, p), V[p] = v (when 0 <= p < max_kv_len), out = decode_attention(rope(q, p))
-// with p = *pos; q, k, v are the token's raw rows of the QKV projection (e.g. qkv, qkv + 1280,
-// qkv + 2560). Same rounding as the two launches (q and K[p] rounded to BF16 after RoPE).
-// PRECOND: as decode_attention, with rows 0 .. p-1 written; q, k, v 16-byte aligned; q is not
-// written (the roped q is not stored).
-cudaError_t decode_attention_rope(const uint16_t* q, const uint16_t* k, const uint16_t* v,
-                                  const PagedKv& kv, const int32_t* pos, uint16_t* out,
-                                  void* workspace, int64_t max_kv_len, int n_heads, int head_dim,
-                                  float scale, float theta, cudaStream_t stream);
 
 }  // namespace dsocr

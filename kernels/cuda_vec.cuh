@@ -93,15 +93,6 @@ template <>
 __device__ __forceinline__ void load_x8<uint16_t>(const uint16_t* row, int c, float (&f)[8]) {
   unpack8(ld_cached(row + 8 * c), f);
 }
-// BF16 x held in shared memory (the decode router normalises x itself): plain loads, as __ldg
-// reads global memory only.
-struct SharedBf16 {
-  uint16_t v;
-};
-template <>
-__device__ __forceinline__ void load_x8<SharedBf16>(const SharedBf16* row, int c, float (&f)[8]) {
-  unpack8(*reinterpret_cast<const uint4*>(row + 8 * c), f);
-}
 template <>
 __device__ __forceinline__ void load_x8<float>(const float* row, int c, float (&f)[8]) {
   const float4 a = __ldg(reinterpret_cast<const float4*>(row + 8 * c));
@@ -118,18 +109,12 @@ __device__ __forceinline__ void load_x8<float>(const float* row, int c, float (&
 // acc is not reduced across lanes.
 // kPdl (kernels launched with cuda::launch): the first pass's weight loads are issued before
 // pdl_enter(), so they overlap the previous kernel; x is read after it. A lane with no chunk
-// never waits here: the caller calls pdl_enter() after dot_rows as well. after_wait() runs once,
-// right after pdl_enter(), before x is read (the decode router computes x there: it may hold a
-// block barrier when every thread of the block runs exactly one pass).
+// never waits here: the caller calls pdl_enter() after dot_rows as well.
 // PRECOND: every row pointer and x row 16-byte aligned; rows hold c_end·8 values.
-struct NoHook {
-  __device__ void operator()() const {}
-};
-template <int M, int NW, int U, typename XT, bool kPdl = false, typename Hook = NoHook>
+template <int M, int NW, int U, typename XT, bool kPdl = false>
 __device__ __forceinline__ void dot_rows(const uint16_t* const (&w)[NW], unsigned row_mask,
                                          const XT* const (&x)[M], unsigned tok_mask, int c_begin,
-                                         int c_end, int lane, float (&acc)[M][NW],
-                                         const Hook& after_wait = Hook()) {
+                                         int c_end, int lane, float (&acc)[M][NW]) {
   bool waited = !kPdl;
   for (int c0 = c_begin + lane; c0 < c_end; c0 += kWarp * U) {
     uint4 wv[U][NW];
@@ -141,7 +126,7 @@ __device__ __forceinline__ void dot_rows(const uint16_t* const (&w)[NW], unsigne
         wv[u][r] = (c < c_end && ((row_mask >> r) & 1u)) ? ld_stream(w[r] + 8 * c)
                                                          : make_uint4(0u, 0u, 0u, 0u);
     }
-    if (!waited) pdl_enter(), after_wait(), waited = true;
+    if (!waited) pdl_enter(), waited = true;
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = c0 + kWarp * u;

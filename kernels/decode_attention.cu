@@ -18,19 +18,12 @@
 // on the head's counter; the last one (threadfence + atomic, the "last block" pattern) merges the
 // head's splits: M = max m_s, w_s = e^{m_s − M}, L = Σ l_s w_s, o[d] = Σ_s w_s o_s[d] / L, the
 // splits in index order whichever block is last (deterministic), and resets the counter to 0.
-// A second combine kernel cost a launch per layer (its own ~2 µs of the step).
-// RoPE (decode_attention_rope): the step's rope_qk_append_kv launch folded in (it cost 2.5 µs per
-// layer, measured by leaving it out). Every block ropes its head's q chunk itself (the same
-// cuda::rotate8 and BF16 rounding as rope_qk_append_kv); the block whose tiles hold the new
-// position p also ropes k, writes K[p] and V[p] of its head (one half-warp) and uses the fresh
-// registers for key p instead of loading the row it is writing (a clamped load of row p may read
-// the stale row: its values are replaced as well).
+// (A separate combine kernel was one more launch per layer; the change was not timed apart from
+// the other decode-step changes of its session.)
 #include <algorithm>
 
 #include "kernels/causal_attention.h"
 #include "kernels/cuda_vec.cuh"
-#include "kernels/rope.cuh"
-#include "kernels/rope.h"
 
 namespace dsocr {
 namespace {
@@ -60,17 +53,9 @@ __device__ __forceinline__ Plan plan(const int32_t* pos, int64_t max_kv_len, int
   return p;
 }
 
-// The new key of decode_attention_rope: raw q/k/v rows of the token (pre-RoPE) and the angles.
-struct NewToken {
-  const uint16_t* k = nullptr;  // [n_heads, HD] raw k
-  const uint16_t* v = nullptr;  // [n_heads, HD] v
-  cuda::RopeInvFreq inv;
-};
-
-template <int HD, int C, bool kRope>
+template <int HD, int C>
 __global__ void __launch_bounds__(kThreads)
-    decode_attn_kernel(const uint16_t* __restrict__ q,  // [n_heads, HD] (kRope: pre-RoPE)
-                       NewToken nt,
+    decode_attn_kernel(const uint16_t* __restrict__ q,  // [n_heads, HD], RoPE applied
                        PagedKv kv,  // rows [n_heads * HD] through the page table
                        const int32_t* __restrict__ pos, int64_t max_kv_len,
                        float* __restrict__ o_part,  // [n_heads, max_splits, HD]
@@ -100,35 +85,7 @@ __global__ void __launch_bounds__(kThreads)
 
   const int64_t row = static_cast<int64_t>(gridDim.y) * HD;
   float qf[8];
-  int64_t p_new = -1;  // kRope: the new key's position when this block's tiles hold it
-  uint4 fk = make_uint4(0u, 0u, 0u, 0u), fv = fk;  // its roped K chunk and V chunk (dims d0..+8)
-  if constexpr (kRope) {
-    const int p = *pos;
-    constexpr int H2 = HD / 2;
-    const bool second = d0 >= H2;  // this chunk is x'[j + h] of the pairs j = d0 % H2 ..
-    float c[8], sn[8];
-    cuda::rope_cos_sin8(nt.inv, static_cast<float>(p), d0 % H2, c, sn);
-    auto rope_chunk = [&](const uint16_t* x) {
-      float x0[8], x1[8], y0[8], y1[8];
-      cuda::unpack8(cuda::ld_cached(x + h * HD + d0 % H2), x0);
-      cuda::unpack8(cuda::ld_cached(x + h * HD + d0 % H2 + H2), x1);
-      cuda::rotate8(x0, x1, c, sn, y0, y1);
-      return cuda::pack8(second ? y1 : y0);  // BF16, as rope_qk_append_kv stores it
-    };
-    cuda::unpack8(rope_chunk(q), qf);
-    if (p >= 0 && p < max_kv_len && p / C >= t_begin && p / C < t_end) {  // block-uniform
-      p_new = p;
-      fk = rope_chunk(nt.k);
-      fv = cuda::ld_cached(nt.v + h * HD + d0);
-      if (g == 0) {  // one half-warp appends the head's K/V row
-        const int64_t r = kv_row(kv, p) * row + static_cast<int64_t>(h) * HD + d0;
-        *reinterpret_cast<uint4*>(kv.k + r) = fk;
-        *reinterpret_cast<uint4*>(kv.v + r) = fv;
-      }
-    }
-  } else {
-    cuda::unpack8(cuda::ld_cached(q + h * HD + d0), qf);
-  }
+  cuda::unpack8(cuda::ld_cached(q + h * HD + d0), qf);
   const uint16_t* kh = kv.k + static_cast<int64_t>(h) * HD + d0;
   const uint16_t* vh = kv.v + static_cast<int64_t>(h) * HD + d0;
   float m_run = -INFINITY, l_run = 0.f;
@@ -144,7 +101,6 @@ __global__ void __launch_bounds__(kThreads)
       const int64_t r = kv_row(kv, base + i) * row;
       kr[it] = cuda::ld_stream(kh + r);
       vv[it] = cuda::ld_stream(vh + r);
-      if (kRope && base + i == p_new) kr[it] = fk, vv[it] = fv;
     }
     // `zero` is 0 at run time, unknown to the compiler: making the first score store depend on
     // every loaded vector keeps ptxas from sinking loads next to their uses (it did, measured:
@@ -269,16 +225,6 @@ bool bad_args(const PagedKv& kv, const int32_t* pos, const void* q, const uint16
          !aligned16(workspace) || !workspace;
 }
 
-template <bool kRope>
-cudaError_t launch_attn(const uint16_t* q, const NewToken& nt, const PagedKv& kv,
-                        const int32_t* pos, uint16_t* out, void* workspace, int64_t max_kv_len,
-                        int n_heads, float scale, cudaStream_t stream) {
-  const int max_splits = splits_for(max_kv_len);
-  const Workspace w = carve(workspace, n_heads, kHeadDim, max_splits);
-  return cuda::launch(decode_attn_kernel<kHeadDim, kC, kRope>, dim3(max_splits, n_heads), kThreads,
-                      0, stream, q, nt, kv, pos, max_kv_len, w.o_part, w.ml_part, w.done, out,
-                      max_splits, scale, 0);
-}
 
 }  // namespace
 
@@ -299,21 +245,11 @@ cudaError_t decode_attention(const uint16_t* q, const PagedKv& kv, const int32_t
                              int head_dim, float scale, cudaStream_t stream) {
   if (bad_args(kv, pos, q, out, workspace, max_kv_len, n_heads, head_dim))
     return cudaErrorInvalidValue;
-  return launch_attn<false>(q, NewToken{}, kv, pos, out, workspace, max_kv_len, n_heads, scale,
-                            stream);
-}
-
-cudaError_t decode_attention_rope(const uint16_t* q, const uint16_t* k, const uint16_t* v,
-                                  const PagedKv& kv, const int32_t* pos, uint16_t* out,
-                                  void* workspace, int64_t max_kv_len, int n_heads, int head_dim,
-                                  float scale, float theta, cudaStream_t stream) {
-  if (bad_args(kv, pos, q, out, workspace, max_kv_len, n_heads, head_dim) || !aligned16(k) ||
-      !aligned16(v))
-    return cudaErrorInvalidValue;
-  NewToken nt;
-  nt.k = k, nt.v = v;
-  rope_inv_freq_ref(nt.inv.v, head_dim, theta);
-  return launch_attn<true>(q, nt, kv, pos, out, workspace, max_kv_len, n_heads, scale, stream);
+  const int max_splits = splits_for(max_kv_len);
+  const Workspace w = carve(workspace, n_heads, kHeadDim, max_splits);
+  return cuda::launch(decode_attn_kernel<kHeadDim, kC>, dim3(max_splits, n_heads), kThreads, 0,
+                      stream, q, kv, pos, max_kv_len, w.o_part, w.ml_part, w.done, out, max_splits,
+                      scale, 0);
 }
 
 }  // namespace dsocr

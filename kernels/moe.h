@@ -74,18 +74,6 @@ cudaError_t moe_router(const uint16_t* x,  // [T, ldx] BF16 (post-attention-norm
                        float* topk_w,             // [T, top_k] out
                        int T, int dim, int n_experts, int top_k, float routed_scale,
                        cudaStream_t stream);
-// The decode router (one token) with the post-attention residual add and norm in the same launch:
-// h += delta (FP32), x = rmsnorm(h) with gain norm_w (exactly add_rmsnorm's FP32-residual form,
-// same rounding and summation order, rmsnorm.h), then moe_router on x. x is written for the MoE.
-// PRECOND: as moe_router with T = 1; 256 <= dim <= 1280, dim % 8 == 0; h, delta, norm_w, x
-// 16-byte aligned; x does not alias h or delta.
-cudaError_t moe_router_add_rmsnorm(float* h,             // [dim] FP32 residual, updated in place
-                                   const float* delta,   // [dim] FP32 attention output
-                                   const uint16_t* norm_w,  // [dim] BF16 post-attention norm gain
-                                   uint16_t* x,          // [dim] BF16 out: the normalised row
-                                   float eps, const uint16_t* w_router, float* probs,
-                                   int32_t* topk_idx, float* topk_w, int dim, int n_experts,
-                                   int top_k, float routed_scale, cudaStream_t stream);
 
 // Scales of a quantized SwiGLU MLP's three weights (kernels/quant.h layouts; null for BF16).
 struct MlpScales {

@@ -17,7 +17,6 @@
 
 #include "kernels/moe.h"
 #include "kernels/quant.cuh"
-#include "kernels/rmsnorm.cuh"
 
 namespace dsocr {
 namespace {
@@ -27,14 +26,6 @@ using cuda::kWarp;
 constexpr int kGateUpWarps = 4;
 constexpr int kDownWarps = 8;
 constexpr int kRouterThreads = 1024;  // 32 warps × 2 experts: the whole [64, 1280] in one pass
-constexpr int kRouterNormMaxDim = 1280;  // the fused norm's x in shared memory: one pass (U = 5)
-struct RouterNorm {
-  float* h;              // [dim] FP32 residual stream, updated in place
-  const float* delta;    // [dim] FP32 sublayer output
-  const uint16_t* w;     // [dim] BF16 gain
-  uint16_t* x_out;       // [dim] BF16 normalised row (the MoE's input)
-  float eps;
-};
 static_assert(kMoeDecodeMaxT * kMoeMaxTopK <= 2 * 32, "WarpRouting holds 64 slots");
 
 constexpr int unroll_for(int nw) {
@@ -56,14 +47,9 @@ constexpr int down_unroll(int m) {
 }
 
 // ---- Router ----
-// kNorm (decode, T = 1): the block first runs the post-attention residual add + RMSNorm
-// (h += delta, x = rmsnorm(h); rmsnorm.cuh, the code of the add_rmsnorm kernel) on threads 0..127
-// into shared memory and x_out, while the weight loads are in flight: one launch less per MoE layer
-// (a separate add_rmsnorm cost 2.2 µs of the step, measured by leaving it out).
-template <bool kNorm>
 __global__ void __launch_bounds__(kRouterThreads)
-    moe_router_kernel(const uint16_t* __restrict__ x,  // [T, ldx] (!kNorm)
-                      int64_t ldx, RouterNorm nrm,
+    moe_router_kernel(const uint16_t* __restrict__ x,  // [T, ldx]
+                      int64_t ldx,
                       const uint16_t* __restrict__ wg,  // [n_experts, dim]
                       float* __restrict__ probs,        // [T, n_experts] or null
                       int32_t* __restrict__ topk_idx,   // [T, top_k]
@@ -80,28 +66,10 @@ __global__ void __launch_bounds__(kRouterThreads)
     rows[r] = wg + static_cast<int64_t>(e < n_experts ? e : 0) * dim;
     if (e < n_experts) row_mask |= 1u << r;
   }
+  const uint16_t* xr[1] = {x + t * ldx};
   float acc[1][NW] = {};
-  if constexpr (kNorm) {
-    __shared__ __align__(16) uint16_t s_x[kRouterNormMaxDim];
-    __shared__ float s_part[cuda::kNormThreads / kWarp];
-    // Every thread runs one pass of dot_rows (dim / 8 <= 32 lanes × U chunks), so the hook's
-    // barrier is reached by the whole block.
-    auto norm = [&]() {
-      if (threadIdx.x < cuda::kNormThreads)
-        cuda::rmsnorm_row<float, true, float>(nrm.h, nrm.delta, nullptr, nrm.w, s_x, dim, nrm.eps,
-                                              s_part, threadIdx.x);
-      __syncthreads();
-      for (int c = threadIdx.x; c < dim / 8; c += kRouterThreads)
-        reinterpret_cast<uint4*>(nrm.x_out)[c] = reinterpret_cast<const uint4*>(s_x)[c];
-    };
-    const cuda::SharedBf16* xr[1] = {reinterpret_cast<const cuda::SharedBf16*>(s_x)};
-    cuda::dot_rows<1, NW, unroll_for(NW), cuda::SharedBf16, true>(rows, row_mask, xr, 1u, 0,
-                                                                  dim / 8, lane, acc, norm);
-  } else {
-    const uint16_t* xr[1] = {x + t * ldx};
-    cuda::dot_rows<1, NW, unroll_for(NW), uint16_t, true>(rows, row_mask, xr, 1u, 0, dim / 8, lane,
-                                                          acc);
-  }
+  cuda::dot_rows<1, NW, unroll_for(NW), uint16_t, true>(rows, row_mask, xr, 1u, 0, dim / 8, lane,
+                                                        acc);
   cuda::pdl_enter();
 #pragma unroll
   for (int r = 0; r < NW; ++r) {
@@ -534,22 +502,8 @@ cudaError_t moe_router(const uint16_t* x, int64_t ldx, const uint16_t* w_router,
       top_k > kMoeMaxTopK || dim < 8 || dim % 8 || ldx < dim || ldx % 8 || !aligned16(x) ||
       !aligned16(w_router) || !topk_idx || !topk_w)
     return cudaErrorInvalidValue;
-  return cuda::launch(moe_router_kernel<false>, T, kRouterThreads, 0, stream, x, ldx, RouterNorm{},
-                      w_router, probs, topk_idx, topk_w, dim, n_experts, top_k, routed_scale);
-}
-
-cudaError_t moe_router_add_rmsnorm(float* h, const float* delta, const uint16_t* norm_w,
-                                   uint16_t* x, float eps, const uint16_t* w_router, float* probs,
-                                   int32_t* topk_idx, float* topk_w, int dim, int n_experts,
-                                   int top_k, float routed_scale, cudaStream_t stream) {
-  if (n_experts < 1 || n_experts > kMoeMaxExperts || top_k < 1 || top_k > n_experts ||
-      top_k > kMoeMaxTopK || dim < 8 * kWarp || dim % 8 || dim > kRouterNormMaxDim || !aligned16(h) ||
-      !aligned16(delta) || !aligned16(norm_w) || !aligned16(x) || !aligned16(w_router) ||
-      !topk_idx || !topk_w)
-    return cudaErrorInvalidValue;
-  return cuda::launch(moe_router_kernel<true>, 1, kRouterThreads, 0, stream, nullptr, int64_t{0},
-                      RouterNorm{h, delta, norm_w, x, eps}, w_router, probs, topk_idx, topk_w, dim,
-                      n_experts, top_k, routed_scale);
+  return cuda::launch(moe_router_kernel, T, kRouterThreads, 0, stream, x, ldx, w_router, probs,
+                      topk_idx, topk_w, dim, n_experts, top_k, routed_scale);
 }
 
 size_t moe_decode_workspace_bytes(int T, int top_k, int64_t moe_inter, int64_t shared_inter) {

@@ -2,7 +2,7 @@
 // Bandwidth: a 1280-wide row is 2.5 KB in, 2.5 KB (+2.5 KB with the add) out: at decode this is a
 // latency-bound launch (~2 µs), so the whole row lives in registers (one read, one write) and the
 // statistics need a single block reduction.
-#include "kernels/rmsnorm.cuh"
+#include "kernels/cuda_vec.cuh"
 #include "kernels/rmsnorm.h"
 
 namespace dsocr {
@@ -10,10 +10,32 @@ namespace {
 
 using cuda::kWarp;
 
-constexpr int kThreads = cuda::kNormThreads;
-constexpr int kMaxChunks = cuda::kNormMaxChunks;
+constexpr int kThreads = 128;
+constexpr int kMaxChunks = 4;  // 8-value chunks per thread: dim <= 128 × 4 × 8 = 4096
 
-// One row per block: cuda::rmsnorm_row (rmsnorm.cuh).
+// 8 values from a BF16 or FP32 row; 8 values to an FP32 row.
+template <typename T>
+__device__ __forceinline__ void load8(const T* p, float (&f)[8]);
+template <>
+__device__ __forceinline__ void load8<uint16_t>(const uint16_t* p, float (&f)[8]) {
+  cuda::unpack8(*reinterpret_cast<const uint4*>(p), f);
+}
+template <>
+__device__ __forceinline__ void load8<float>(const float* p, float (&f)[8]) {
+  const float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
+  f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+}
+__device__ __forceinline__ void store8(float* p, const float (&f)[8]) {
+  reinterpret_cast<float4*>(p)[0] = make_float4(f[0], f[1], f[2], f[3]);
+  reinterpret_cast<float4*>(p)[1] = make_float4(f[4], f[5], f[6], f[7]);
+}
+__device__ __forceinline__ void store8(uint16_t* p, const float (&f)[8]) {
+  *reinterpret_cast<uint4*>(p) = cuda::pack8(f);
+}
+
+// The residual row x (BF16 or FP32). kAdd: x = x + delta, rounded to x's type and written back.
+// widened (optional): an FP32 copy of the row as read (the FP32 residual stream's start).
+// Then y = w · bf16(x · rsqrt(mean(x²) + eps)) (HF: normalise in FP32, round, scale in BF16).
 template <typename HT, bool kAdd, typename DT>
 __global__ void __launch_bounds__(kThreads)
     rmsnorm_kernel(HT* x,  // [T, ldx]
@@ -26,11 +48,48 @@ __global__ void __launch_bounds__(kThreads)
                    uint16_t* y,                     // [T, ldy]
                    int64_t ldy, int dim, float eps) {
   __shared__ float s_part[kThreads / kWarp];
-  const int row = blockIdx.x;
+  const int row = blockIdx.x, tid = threadIdx.x;
   cuda::pdl_enter();
-  cuda::rmsnorm_row<HT, kAdd, DT>(x + row * ldx, kAdd ? delta + row * ld_delta : nullptr,
-                                  widened ? widened + row * ld_wide : nullptr, w, y + row * ldy,
-                                  dim, eps, s_part, threadIdx.x);
+  const int nc = dim / 8;
+  HT* xr = x + row * ldx;
+  float v[kMaxChunks][8];
+  float ss = 0.f;
+#pragma unroll
+  for (int j = 0; j < kMaxChunks; ++j) {
+    const int c = tid + j * kThreads;
+    if (c >= nc) break;
+    load8<HT>(xr + 8 * c, v[j]);
+    if constexpr (kAdd) {
+      float d[8];
+      load8<DT>(delta + row * ld_delta + 8 * c, d);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) {
+        v[j][e] += d[e];
+        if constexpr (sizeof(HT) == 2) v[j][e] = cuda::bf16_to_f32(cuda::f32_to_bf16(v[j][e]));
+      }
+      store8(xr + 8 * c, v[j]);
+    }
+    if (widened) store8(widened + row * ld_wide + 8 * c, v[j]);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) ss = fmaf(v[j][e], v[j][e], ss);
+  }
+  ss = cuda::warp_sum(ss);
+  if (tid % kWarp == 0) s_part[tid / kWarp] = ss;
+  __syncthreads();
+  float tot = 0.f;
+#pragma unroll
+  for (int i = 0; i < kThreads / kWarp; ++i) tot += s_part[i];  // same order in every thread
+  const float r = 1.f / sqrtf(tot / static_cast<float>(dim) + eps);
+#pragma unroll
+  for (int j = 0; j < kMaxChunks; ++j) {
+    const int c = tid + j * kThreads;
+    if (c >= nc) break;
+    float wf[8], o[8];
+    cuda::unpack8(__ldg(reinterpret_cast<const uint4*>(w + 8 * c)), wf);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) o[e] = wf[e] * cuda::bf16_to_f32(cuda::f32_to_bf16(v[j][e] * r));
+    *reinterpret_cast<uint4*>(y + row * ldy + 8 * c) = cuda::pack8(o);
+  }
 }
 
 bool aligned16(const void* p) {

@@ -3,23 +3,34 @@
 // 7.5 KB out; a latency-bound launch. One block per token; a thread owns 8 rotation pairs (j, j +
 // head_dim/2) of one head for q and k (cos/sin computed once for both) or one 16-byte chunk of v.
 #include "kernels/cuda_vec.cuh"
-#include "kernels/rope.cuh"
 #include "kernels/rope.h"
 
 namespace dsocr {
 namespace {
 
 constexpr int kThreads = 256;
-constexpr int kMaxHalf = cuda::kRopeMaxHalf;
-using cuda::RopeInvFreq;
-using cuda::rotate8;
+constexpr int kMaxHalf = 128;
+
+struct InvFreq {
+  float v[kMaxHalf];  // [head_dim / 2]: rope_inv_freq_ref, so the angles match the reference
+};
+
+__device__ __forceinline__ void rotate8(const float (&x0)[8], const float (&x1)[8],
+                                        const float (&c)[8], const float (&s)[8], float (&y0)[8],
+                                        float (&y1)[8]) {
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    y0[e] = x0[e] * c[e] - x1[e] * s[e];
+    y1[e] = x1[e] * c[e] + x0[e] * s[e];
+  }
+}
 
 __global__ void __launch_bounds__(kThreads)
     rope_qk_append_kv_kernel(const uint16_t* q, const uint16_t* __restrict__ k,
                              const uint16_t* __restrict__ v, int64_t ld_in,
                              const int32_t* __restrict__ pos, uint16_t* q_out, int64_t ld_q_out,
                              PagedKv kv, int64_t max_tokens, int n_heads, int head_dim,
-                             RopeInvFreq inv) {
+                             InvFreq inv) {
   const int t = blockIdx.x;
   cuda::pdl_enter();
   const int p = pos[t];
@@ -35,7 +46,8 @@ __global__ void __launch_bounds__(kThreads)
       const int h = u / per_head, j0 = (u % per_head) * 8;
       const int64_t o0 = static_cast<int64_t>(h) * head_dim + j0, o1 = o0 + half;
       float c[8], s[8];
-      cuda::rope_cos_sin8(inv, pf, j0, c, s);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) sincosf(pf * inv.v[j0 + e], &s[e], &c[e]);  // FP32, as rope_ref
       float a0[8], a1[8], b0[8], b1[8];
       cuda::unpack8(*reinterpret_cast<const uint4*>(q + t * ld_in + o0), a0);
       cuda::unpack8(*reinterpret_cast<const uint4*>(q + t * ld_in + o1), a1);
@@ -72,7 +84,7 @@ cudaError_t rope_qk_append_kv(const uint16_t* q, const uint16_t* k, const uint16
       !aligned16(k) || !aligned16(v) || !aligned16(q_out) || !aligned16(kv.k) ||
       !aligned16(kv.v) || !kv.page_table || kv.page_size < 1 || (kv.page_size & (kv.page_size - 1)))
     return cudaErrorInvalidValue;
-  RopeInvFreq inv{};
+  InvFreq inv{};
   rope_inv_freq_ref(inv.v, head_dim, theta);
   return cuda::launch(rope_qk_append_kv_kernel, T, kThreads, 0, stream, q, k, v, ld_in, pos, q_out,
                       ld_q_out, kv, max_tokens, n_heads, head_dim, inv);

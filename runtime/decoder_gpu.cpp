@@ -258,19 +258,18 @@ struct GpuDecoder::Impl {
         DSOCR_TRY(linear_w(work.x, d, Q.qkv[i], d, d, work.qkv + i * d, 3 * d, T));
     }
     const PagedKv pkv = layer_kv(l);
+    // Decode steps run from a captured graph shared by every sequence: bound the cache write by
+    // the table's length (max_pos); decode_accept keeps pos inside the sequence's reserved pages.
+    const int64_t bound = decode ? cfg.max_pos : seq.capacity();
+    DSOCR_CUDA_TRY(rope_qk_append_kv(work.qkv, work.qkv + d, work.qkv + 2 * d, 3 * d, pos_dev,
+                                     work.qkv, 3 * d, pkv, bound, static_cast<int>(T),
+                                     cfg.n_heads, cfg.head_dim, cfg.rope_theta, stream));
     if (decode) {
-      // RoPE, the K/V append and attention in one launch. Decode steps run from a captured graph
-      // shared by every sequence: the cache write is bounded by the table's length (max_pos);
-      // decode_accept keeps pos inside the sequence's reserved pages.
-      DSOCR_CUDA_TRY(decode_attention_rope(work.qkv, work.qkv + d, work.qkv + 2 * d, pkv, pos_dev,
-                                           work.attn, work.attn_ws, cfg.max_pos, cfg.n_heads,
-                                           cfg.head_dim, scale, cfg.rope_theta, stream));
+      DSOCR_CUDA_TRY(decode_attention(work.qkv, pkv, pos_dev, work.attn, work.attn_ws, cfg.max_pos,
+                                      cfg.n_heads, cfg.head_dim, scale, stream));
       DSOCR_TRY(gemv_w(work.attn, d, &Q.o, 1, d, work.delta, d, 1, d, GemvEpilogue::kStoreF32));
       delta_bf16 = false;
     } else {
-      DSOCR_CUDA_TRY(rope_qk_append_kv(work.qkv, work.qkv + d, work.qkv + 2 * d, 3 * d, pos_dev,
-                                       work.qkv, 3 * d, pkv, seq.capacity(), static_cast<int>(T),
-                                       cfg.n_heads, cfg.head_dim, cfg.rope_theta, stream));
       DSOCR_CUDA_TRY(prefill_attention(work.qkv, 3 * d, pkv, pos, static_cast<int>(T), work.attn,
                                        d, cfg.n_heads, cfg.head_dim, scale, stream));
       DSOCR_TRY(linear_w(work.attn, d, Q.o, d, d, work.delta16, d, T));
@@ -306,16 +305,10 @@ struct GpuDecoder::Impl {
       }
       return Status::Ok();
     }
-    if (decode)  // the post-attention add + norm runs inside the router's launch (see forward)
-      DSOCR_CUDA_TRY(moe_router_add_rmsnorm(work.h, work.delta, L.post_norm, work.x, cfg.rms_eps,
-                                            L.router, nullptr, work.topk_idx, work.topk_w,
-                                            static_cast<int>(d), cfg.n_experts, cfg.top_k,
-                                            cfg.routed_scale, stream));
-    else
-      DSOCR_CUDA_TRY(moe_router(work.x, d, L.router, nullptr, work.topk_idx, work.topk_w,
-                                static_cast<int>(T), static_cast<int>(d), cfg.n_experts,
-                                cfg.top_k, cfg.routed_scale, stream));
     delta_bf16 = false;  // both MoE paths store FP32
+    DSOCR_CUDA_TRY(moe_router(work.x, d, L.router, nullptr, work.topk_idx, work.topk_w,
+                              static_cast<int>(T), static_cast<int>(d), cfg.n_experts, cfg.top_k,
+                              cfg.routed_scale, stream));
     if (expert_counts)
       DSOCR_CUDA_TRY(expert_count(work.topk_idx, T * cfg.top_k, cfg.n_experts,
                                   expert_counts + static_cast<int64_t>(l) * cfg.n_experts, stream));
@@ -360,8 +353,7 @@ struct GpuDecoder::Impl {
         DSOCR_TRY(add_norm(L.in_norm, T));
       DSOCR_TRY(tap_rows(tap, l, T));
       DSOCR_TRY(attention_block(l, T, pos_dev, decode));
-      // A decode step's MoE router does this add + norm itself (moe_router_add_rmsnorm).
-      if (!(decode && L.moe)) DSOCR_TRY(add_norm(L.post_norm, T));
+      DSOCR_TRY(add_norm(L.post_norm, T));
       DSOCR_TRY(mlp_block(l, T, decode));
     }
     DSOCR_TRY(add_norm(w.final_norm, T));

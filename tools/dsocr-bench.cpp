@@ -453,9 +453,8 @@ Status run_kernels(const Args& a) {
                        y->as<void>(), n, m, k, ep, s);
          }});
   };
-  // Per step: before every layer's attention, after the dense layers' attention (the MoE layers'
-  // post-attention norm runs inside the router) and the final norm.
-  cases.push_back({"decode.add_rmsnorm", c.n_layers + c.first_dense + 1, d * 14.0, 0,
+  // Per step: before and after every layer's attention, and the final norm.
+  cases.push_back({"decode.add_rmsnorm", 2 * c.n_layers + 1, d * 14.0, 0,
                    [=](int, cudaStream_t s) {
                      return add_rmsnorm(h->as<float>(), d, y->as<float>(), d, x->as<uint16_t>(),
                                         x->as<uint16_t>(d * 2), d, 1, static_cast<int>(d),
@@ -492,8 +491,7 @@ Status run_kernels(const Args& a) {
     pk.k = kv->as<uint16_t>(), pk.v = kv->as<uint16_t>(pages * kKvPageSize * d * 2);
     pk.page_table = ints(table), pk.page_size = kKvPageSize, pk.n_pages = pages;
     const int32_t* pos = ints({ctx - 1});
-    // The prefill's RoPE launch at T = 1 (a decode step ropes inside its attention launch).
-    cases.push_back({"decode.rope_append", 0, d * 2.0 * 5, 0, [=](int, cudaStream_t s) {
+    cases.push_back({"decode.rope_append", c.n_layers, d * 2.0 * 5, 0, [=](int, cudaStream_t s) {
                        return rope_qk_append_kv(x->as<uint16_t>(), x->as<uint16_t>(d * 2),
                                                 x->as<uint16_t>(d * 4), 3 * d, pos,
                                                 y->as<uint16_t>(), d, pk, c.max_pos, 1,
@@ -513,7 +511,6 @@ Status run_kernels(const Args& a) {
                                                         c.max_pos, nullptr);
         e != cudaSuccess || (e = cudaDeviceSynchronize()) != cudaSuccess)
       return Status::Error(strfmt("decode attention workspace: %s", cudaGetErrorString(e)));
-    // RoPE of q and the new key, its K/V append, attention over ctx keys: one launch.
     cases.push_back({strfmt("decode.attention ctx %d", ctx), c.n_layers, static_cast<double>(live),
                      4.0 * ctx * d, [=](int i, cudaStream_t s) {
                        PagedKv r;
@@ -521,10 +518,9 @@ Status run_kernels(const Args& a) {
                        r.v = kvr->as<uint16_t>(pool_pages * kKvPageSize * d * 2);
                        r.page_table = tdev + (i % copies) * span;
                        r.page_size = kKvPageSize, r.n_pages = pool_pages;
-                       return decode_attention_rope(
-                           x->as<uint16_t>(), x->as<uint16_t>(d * 2), x->as<uint16_t>(d * 4), r,
-                           pos, y->as<uint16_t>(), aws->as<void>(), c.max_pos, c.n_heads,
-                           c.head_dim, scale, c.rope_theta, s);
+                       return decode_attention(x->as<uint16_t>(), r, pos, y->as<uint16_t>(),
+                                               aws->as<void>(), c.max_pos, c.n_heads, c.head_dim,
+                                               scale, s);
                      }});
   }
   gemv_case("decode.gemv_o 1280x1280", c.n_layers, d, d, GemvEpilogue::kStoreF32);
@@ -543,14 +539,12 @@ Status run_kernels(const Args& a) {
       for (int k = 0; k < K; ++k) ids[i * K + k] = static_cast<int32_t>((i * K + k) % E);
     const int32_t* dids = ints(ids);
     const float* dw = floats(std::vector<float>(kRot * K, 1.f / K));
-    // The decode router with the post-attention add + norm (moe_router_add_rmsnorm).
-    cases.push_back({"decode.moe_router+norm", c.n_layers - c.first_dense, E * d * 2.0 + d * 14.0,
-                     2.0 * E * d, [=](int, cudaStream_t s) {
-                       return moe_router_add_rmsnorm(
-                           h->as<float>(), y->as<float>(), x->as<uint16_t>(),
-                           x->as<uint16_t>(d * 2), c.rms_eps, router->as<uint16_t>(), nullptr,
-                           ws->as<int32_t>(), ws->as<float>(4096), static_cast<int>(d),
-                           static_cast<int>(E), static_cast<int>(K), c.routed_scale, s);
+    cases.push_back({"decode.moe_router", c.n_layers - c.first_dense, E * d * 2.0, 2.0 * E * d,
+                     [=](int, cudaStream_t s) {
+                       return moe_router(x->as<uint16_t>(), d, router->as<uint16_t>(), nullptr,
+                                         ws->as<int32_t>(), ws->as<float>(4096), 1,
+                                         static_cast<int>(d), static_cast<int>(E),
+                                         static_cast<int>(K), c.routed_scale, s);
                      }});
     const double moe_bytes = (K * 3.0 * eb + 3.0 * shb);
     cases.push_back({"decode.moe 6 experts + shared", c.n_layers - c.first_dense, moe_bytes,

@@ -3,7 +3,9 @@
 // forced on the official gen_ids. Per case: top-1 agreement with the BF16 GPU path over the
 // prefill's last position and every forced step, and the prefill's last-position logits rel-L2 vs
 // the BF16 path; a table line each. Asserted over all cases together (a 30-step case cannot
-// express 97 %): top-1 agreement >= 99 % for int8, >= 97 % for mixed (the thresholds).
+// express 97 %): top-1 agreement >= 99 % for int8, >= 97 % for mixed (the thresholds) over
+// the positions where the BF16 path is not at a near-tie (golden::kNearTie); the rate over every
+// position and each disagreement's BF16 margin are printed.
 // Needs DSOCR_SYNTH1_DIR (the synth1 fixture) and a GPU.
 #include <gtest/gtest.h>
 
@@ -11,7 +13,6 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <functional>
 #include <map>
 #include <memory>
 
@@ -53,9 +54,12 @@ int32_t argmax(const std::vector<float>& v) {
   return static_cast<int32_t>(std::max_element(v.begin(), v.end()) - v.begin());
 }
 float top2_margin(const std::vector<float>& v) {
-  std::vector<float> t(2);
-  std::partial_sort_copy(v.begin(), v.end(), t.begin(), t.end(), std::greater<float>());
-  return t[0] - t[1];
+  float a = -INFINITY, b = -INFINITY;  // the largest two
+  for (const float x : v) {
+    if (x > a) b = a, a = x;
+    else if (x > b) b = x;
+  }
+  return a - b;
 }
 
 // Prefill on the official prompt and image rows, then forced steps on the official gen_ids.
@@ -119,7 +123,7 @@ void check_policy(const std::string& policy, double min_agreement) {
   ASSERT_NE(m, nullptr);
   std::printf("  %-6s %-13s %6s %10s %16s\n", "policy", "case", "steps", "top-1 agree",
               "prefill rel-L2");
-  size_t agree_all = 0, steps_all = 0;
+  size_t agree_all = 0, steps_all = 0, decided_agree = 0, decided_all = 0;
   for (const char* c : kCases) {
     const Run q = teacher_force(*m, c);
     const Run& b = ref.at(c);
@@ -127,6 +131,7 @@ void check_policy(const std::string& policy, double min_agreement) {
     size_t agree = 0;
     for (size_t i = 0; i < q.top1.size(); ++i) {
       agree += q.top1[i] == b.top1[i];
+      if (b.margin[i] >= golden::kNearTie) decided_all++, decided_agree += q.top1[i] == b.top1[i];
       if (q.top1[i] != b.top1[i])  // how close to a tie the BF16 path was there
         std::printf("  %-6s %-13s position %zu: %d instead of %d; BF16 top-2 margin %.4f\n",
                     policy.c_str(), c, i, q.top1[i], b.top1[i], b.margin[i]);
@@ -140,7 +145,15 @@ void check_policy(const std::string& policy, double min_agreement) {
   const double rate = static_cast<double>(agree_all) / static_cast<double>(steps_all);
   std::printf("  %-6s %-13s %6zu %5zu (%5.1f%%)\n", policy.c_str(), "all", steps_all, agree_all,
               100.0 * rate);
-  EXPECT_GE(rate, min_agreement) << policy << ": top-1 agreement with the BF16 path";
+  // Positions where the BF16 path's own top-2 margin is below golden::kNearTie are coin flips at
+  // BF16 precision (the golden README measures up to 0.05 logits between two passes of the
+  // official BF16 run): the assertion counts the decided positions, the line above all of them.
+  const double decided = static_cast<double>(decided_agree) / static_cast<double>(decided_all);
+  std::printf("  %-6s %-13s %6zu %5zu (%5.1f%%)  positions with a BF16 top-2 margin >= %.3f\n",
+              policy.c_str(), "decided", decided_all, decided_agree, 100.0 * decided,
+              golden::kNearTie);
+  EXPECT_GT(decided_all, steps_all / 2) << policy << ": most positions are decided";
+  EXPECT_GE(decided, min_agreement) << policy << ": top-1 agreement with the BF16 path";
 }
 
 TEST(QuantGpuGolden, Int8) { check_policy("int8", 0.99); }

@@ -6,7 +6,6 @@
 
 #include "gpu/decoder_test_util.h"
 #include "kernels/causal_attention.h"
-#include "kernels/rope.h"
 
 namespace dsocr::test {
 namespace {
@@ -177,57 +176,6 @@ TEST(DecodeAttention, GraphReplayFollowsDevicePosition) {
   cudaGraphExecDestroy(ge);
   cudaGraphDestroy(g);
   cudaStreamDestroy(st);
-}
-
-// decode_attention_rope: the cache holds rows 0..p-1 only (row p and beyond are NaN poison), the
-// kernel gets the raw q/k/v of position p. Expected: attention of rope(q) over the keys with row
-// p = rope(k) (rope_ref, BF16-rounded), and K[p], V[p] written to the cache.
-void run_rope_case(int64_t kv_len, int64_t max_kv_len, float q_range, uint64_t seed,
-                   int page_size) {
-  const int64_t p = kv_len - 1;
-  Inputs raw = make_inputs(kv_len, kRow, q_range, seed);
-  PagedCache cache(raw, p, kRow, max_kv_len, page_size, seed + 1000);
-  const std::vector<uint16_t> k_new(raw.k.begin() + p * kRow, raw.k.end()),
-      v_new(raw.v.begin() + p * kRow, raw.v.end());
-  DevBuf<uint16_t> dq(raw.q), dk(k_new), dv(v_new), dout(kRow);
-  DevBuf<int32_t> dpos(std::vector<int32_t>{static_cast<int32_t>(p)});
-  DevBuf<uint8_t> ws(decode_attention_workspace_bytes(kHeads, kHd, max_kv_len));
-  ASSERT_EQ(decode_attention_workspace_init(ws.get(), kHeads, kHd, max_kv_len, nullptr),
-            cudaSuccess);
-  const float theta = 10000.f;
-  LAUNCH_OK(decode_attention_rope(dq.get(), dk.get(), dv.get(), cache.kv(), dpos.get(),
-                                  dout.get(), ws.get(), max_kv_len, kHeads, kHd,
-                                  1.f / std::sqrt(128.f), theta, nullptr));
-  // The reference inputs: q and the new key roped on the CPU, rounded to BF16 as the cache holds.
-  const int32_t pos32 = static_cast<int32_t>(p);
-  std::vector<float> qf = widen(raw.q), kf = widen(k_new);
-  rope_ref(qf.data(), &pos32, 1, kHeads, kHd, theta);
-  rope_ref(kf.data(), &pos32, 1, kHeads, kHd, theta);
-  Inputs roped = raw;
-  for (int64_t i = 0; i < kRow; ++i)
-    roped.q[i] = f32_to_bf16(qf[i]), roped.k[p * kRow + i] = f32_to_bf16(kf[i]);
-  char name[96];
-  std::snprintf(name, sizeof name, "rope kv_len=%lld max=%lld page=%d",
-                static_cast<long long>(kv_len), static_cast<long long>(max_kv_len), page_size);
-  check(name, roped, kv_len, kRow, dout.download());
-  // K[p] and V[p] in the cache: V exact, K within one BF16 rounding of the CPU RoPE.
-  const std::vector<uint16_t> hk = cache.k.download(), hv = cache.v.download();
-  const int64_t r = cache.pages.row_of(p) * kRow;
-  int bad = 0;
-  for (int64_t i = 0; i < kRow; ++i) {
-    const float got = bf16_to_f32(hk[r + i]), want = kf[i];
-    if (!(std::fabs(got - want) <= std::ldexp(std::fabs(want), -7) + 1e-6f)) ++bad;
-    if (hv[r + i] != v_new[i]) ++bad;
-  }
-  EXPECT_EQ(bad, 0) << name << ": K/V row " << p << " not appended";
-}
-
-TEST(DecodeAttention, RopeAndAppendInOneLaunch) {
-  DSOCR_SKIP_WITHOUT_GPU();
-  uint64_t seed = 300;
-  for (int64_t kv : {1, 2, 64, 65, 282, 912, 4099}) run_rope_case(kv, 8192, 2.f, ++seed, 16);
-  run_rope_case(300, 300, 4.f, ++seed, 32);       // tight bound
-  run_rope_case(8193, 32768, 3.f, ++seed, 64);    // several tiles per split
 }
 
 TEST(DecodeAttention, Rejects) {
