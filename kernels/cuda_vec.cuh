@@ -85,6 +85,52 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// The tail of the FFMA decode GEMVs (gemv.cu, gemv_quant.cu): lane partials acc[t][r] -> warp
+// sums; with ks > 1 the block's ks warps split k and their sums are added in warp order in s_red
+// (deterministic), warp 0 storing; lane t·R + r stores output (t, j0 + r), M·R <= 32 stores spread
+// over the warp: SwiGLU (NW = 2R, rows r and R + r = gate and up) bf16(silu(g)·u), else the
+// epilogue. PRECOND: ks block-uniform; s_red holds ks rows.
+template <int M, int NW, int R, bool kSwiglu>
+__device__ __forceinline__ void gemv_reduce_store(float (&acc)[M][NW], float (*s_red)[M][NW],
+                                                  int ks, int warp, int lane, void* y,
+                                                  int64_t ldy, int m, int64_t n, int64_t j0,
+                                                  GemvEpilogue ep) {
+#pragma unroll
+  for (int t = 0; t < M; ++t)
+#pragma unroll
+    for (int r = 0; r < NW; ++r) acc[t][r] = warp_sum(acc[t][r]);
+  if (ks > 1) {
+    if (lane == 0)
+#pragma unroll
+      for (int t = 0; t < M; ++t)
+#pragma unroll
+        for (int r = 0; r < NW; ++r) s_red[warp][t][r] = acc[t][r];
+    __syncthreads();
+    if (warp != 0) return;
+#pragma unroll
+    for (int t = 0; t < M; ++t)
+#pragma unroll
+      for (int r = 0; r < NW; ++r) {
+        float v = 0.f;
+        for (int q = 0; q < ks; ++q) v += s_red[q][t][r];
+        acc[t][r] = v;
+      }
+  }
+#pragma unroll
+  for (int t = 0; t < M; ++t)
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+      if (lane != t * R + r || t >= m || j0 + r >= n) continue;
+      const int64_t o = t * ldy + j0 + r;
+      if constexpr (kSwiglu) {
+        const float g = acc[t][r], u = acc[t][R + r];
+        static_cast<uint16_t*>(y)[o] = f32_to_bf16(g / (1.f + expf(-g)) * u);
+      } else {
+        store_epilogue(y, o, acc[t][r], ep);
+      }
+    }
+}
+
 // ---- The GEMV core ----
 // Activation rows: BF16 (one 16-byte load = 8 values) or FP32 (two 16-byte loads).
 template <typename XT>

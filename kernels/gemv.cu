@@ -108,42 +108,7 @@ __global__ void __launch_bounds__(256)
   cuda::dot_rows<M, NW, unroll_for(NW), XT, true>(rows, row_mask, xr, tok_mask, c_begin, c_end,
                                                   lane, acc);
   cuda::pdl_enter();
-#pragma unroll
-  for (int t = 0; t < M; ++t)
-#pragma unroll
-    for (int r = 0; r < NW; ++r) acc[t][r] = cuda::warp_sum(acc[t][r]);
-  if (ks > 1) {  // sum the warps' partials in warp order (deterministic)
-    if (lane == 0)
-#pragma unroll
-      for (int t = 0; t < M; ++t)
-#pragma unroll
-        for (int r = 0; r < NW; ++r) s_red[warp][t][r] = acc[t][r];
-    __syncthreads();
-    if (warp != 0) return;
-#pragma unroll
-    for (int t = 0; t < M; ++t)
-#pragma unroll
-      for (int r = 0; r < NW; ++r) {
-        float v = 0.f;
-        for (int q = 0; q < ks; ++q) v += s_red[q][t][r];
-        acc[t][r] = v;
-      }
-  }
-
-  // Lane t·R + r stores output (t, j0 + r): M·R <= 32 stores spread over the warp.
-#pragma unroll
-  for (int t = 0; t < M; ++t)
-#pragma unroll
-    for (int r = 0; r < R; ++r) {
-      if (lane != t * R + r || t >= m || j0 + r >= n) continue;
-      const int64_t o = t * ldy + j0 + r;
-      if constexpr (kSwiglu) {
-        const float g = acc[t][r], u = acc[t][R + r];
-        static_cast<uint16_t*>(y)[o] = cuda::f32_to_bf16(g / (1.f + expf(-g)) * u);
-      } else {
-        cuda::store_epilogue(y, o, acc[t][r], ep);
-      }
-    }
+  cuda::gemv_reduce_store<M, NW, R, kSwiglu>(acc, s_red, ks, warp, lane, y, ldy, m, n, j0, ep);
 }
 
 // Tensor-core GEMV for 2 <= m <= 8 (BF16 x); see the file comment. NT = 2 for SwiGLU (gate and

@@ -1,8 +1,8 @@
 // Decode-time MoE of the DeepSeek-V2 decoder on the GPU (contract in moe.h; CPU reference
 // moe_ref.cpp; HF `MoEGate` + `DeepseekV2MoE.moe_infer`, ../shared/MODEL.md §7.1).
 //
-// Napkin math per MoE layer at T = 1 (H200, 4.25 TB/s): 6 experts × 3 × 896 × 1280 × 2 B = 20.6 MB
-// + shared 3 × 1792 × 1280 × 2 B = 13.8 MB + router 0.16 MB = 34.6 MB -> 8.1 µs floor
+// Napkin math per MoE layer at T = 1 (H200, 4.25 TB/s): 6 experts × 3 × 896 × 1280 × 2 B = 41.3 MB
+// + shared 3 × 1792 × 1280 × 2 B = 13.8 MB + router 0.16 MB = 55.2 MB -> 13 µs floor
 // (PERF.md B4: "under 10 µs per MoE layer" is the target).
 //
 // Work items: the distinct experts chosen by the T tokens (slot (t, k) owns expert idx[t, k] when
