@@ -75,6 +75,17 @@ cudaError_t moe_router(const uint16_t* x,  // [T, ldx] BF16 (post-attention-norm
                        int T, int dim, int n_experts, int top_k, float routed_scale,
                        cudaStream_t stream);
 
+// The softmax and top-k of moe_router (same rule, same code) over logits computed elsewhere: a
+// prefill's [T, 64] router logits are one BF16 GEMM with FP32 output (GemmRunner, tensor cores),
+// where moe_router's per-token GEMV read the 164 KB weight once per token (38.6 µs for a
+// 912-token layer on the H200). PRECOND as moe_router; ld >= n_experts.
+cudaError_t moe_topk(const float* logits,  // [T, ld] FP32
+                     int64_t ld,
+                     float* probs,       // [T, n_experts] out, or null
+                     int32_t* topk_idx,  // [T, top_k] out
+                     float* topk_w,      // [T, top_k] out
+                     int T, int n_experts, int top_k, float routed_scale, cudaStream_t stream);
+
 // Scales of a quantized SwiGLU MLP's three weights (kernels/quant.h layouts; null for BF16).
 struct MlpScales {
   const uint16_t* gate = nullptr;  // [inter, 1] (INT8) or [inter, dim / group] (INT4), BF16

@@ -47,6 +47,47 @@ constexpr int down_unroll(int m) {
 }
 
 // ---- Router ----
+// Softmax over the logits of token t (FP32, max-subtracted) and its top_k, by one warp: lane l
+// holds experts l and l + 32. Shared by moe_router_kernel and moe_topk_kernel.
+__device__ __forceinline__ void softmax_topk(const float* logit, int t, int lane, float* probs,
+                                             int32_t* topk_idx, float* topk_w, int n_experts,
+                                             int top_k, float routed_scale) {
+  const bool ok0 = lane < n_experts, ok1 = lane + kWarp < n_experts;
+  const float v0 = ok0 ? logit[lane] : -INFINITY, v1 = ok1 ? logit[lane + kWarp] : -INFINITY;
+  const float m = cuda::warp_max(fmaxf(v0, v1));
+  const float e0 = ok0 ? expf(v0 - m) : 0.f, e1 = ok1 ? expf(v1 - m) : 0.f;
+  const float inv = 1.f / cuda::warp_sum(e0 + e1);
+  const float p0 = e0 * inv, p1 = e1 * inv;
+  if (probs) {
+    if (ok0) probs[t * n_experts + lane] = p0;
+    if (ok1) probs[t * n_experts + lane + kWarp] = p1;
+  }
+  // Top-k by selection, as moe_router_ref: each round the largest remaining probability, equal
+  // probabilities -> the lower expert id.
+  bool taken0 = !ok0, taken1 = !ok1;
+  for (int k = 0; k < top_k; ++k) {
+    float bp = -1.f;
+    int bi = INT32_MAX;
+    if (!taken0) bp = p0, bi = lane;
+    if (!taken1 && (p1 > bp)) bp = p1, bi = lane + kWarp;  // lane < lane + 32: '>' keeps lane
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float op = __shfl_xor_sync(0xffffffffu, bp, o);
+      const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (op > bp || (op == bp && oi < bi)) bp = op, bi = oi;
+    }
+    if (bi == lane) taken0 = true;
+    if (bi == lane + kWarp) taken1 = true;
+    if (lane == 0) {
+      topk_idx[t * top_k + k] = bi;
+      topk_w[t * top_k + k] = bp * routed_scale;
+    }
+  }
+}
+
+// One block per token: 32 warps × 2 expert rows, the whole [64, dim] weight in one pass of loads
+// (issued before the PDL wait). The decode router; a prefill computes its logits with one GEMM
+// (moe_topk).
 __global__ void __launch_bounds__(kRouterThreads)
     moe_router_kernel(const uint16_t* __restrict__ x,  // [T, ldx]
                       int64_t ldx,
@@ -77,40 +118,21 @@ __global__ void __launch_bounds__(kRouterThreads)
     if (lane == 0 && warp * NW + r < kMoeMaxExperts) s_logit[warp * NW + r] = v;
   }
   __syncthreads();
-  if (warp != 0) return;
+  if (warp == 0)
+    softmax_topk(s_logit, t, lane, probs, topk_idx, topk_w, n_experts, top_k, routed_scale);
+}
 
-  // Softmax over the experts, lane l holds experts l and l + 32 (FP32, max-subtracted).
-  const bool ok0 = lane < n_experts, ok1 = lane + kWarp < n_experts;
-  const float v0 = ok0 ? s_logit[lane] : -INFINITY, v1 = ok1 ? s_logit[lane + kWarp] : -INFINITY;
-  const float m = cuda::warp_max(fmaxf(v0, v1));
-  const float e0 = ok0 ? expf(v0 - m) : 0.f, e1 = ok1 ? expf(v1 - m) : 0.f;
-  const float inv = 1.f / cuda::warp_sum(e0 + e1);
-  const float p0 = e0 * inv, p1 = e1 * inv;
-  if (probs) {
-    if (ok0) probs[t * n_experts + lane] = p0;
-    if (ok1) probs[t * n_experts + lane + kWarp] = p1;
-  }
-  // Top-k by selection, as moe_router_ref: each round the largest remaining probability, equal
-  // probabilities -> the lower expert id.
-  bool taken0 = !ok0, taken1 = !ok1;
-  for (int k = 0; k < top_k; ++k) {
-    float bp = -1.f;
-    int bi = INT32_MAX;
-    if (!taken0) bp = p0, bi = lane;
-    if (!taken1 && (p1 > bp)) bp = p1, bi = lane + kWarp;  // lane < lane + 32: '>' keeps lane
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float op = __shfl_xor_sync(0xffffffffu, bp, o);
-      const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-      if (op > bp || (op == bp && oi < bi)) bp = op, bi = oi;
-    }
-    if (bi == lane) taken0 = true;
-    if (bi == lane + kWarp) taken1 = true;
-    if (lane == 0) {
-      topk_idx[t * top_k + k] = bi;
-      topk_w[t * top_k + k] = bp * routed_scale;
-    }
-  }
+// Softmax + top-k of logits computed elsewhere: a warp per token.
+constexpr int kTopkWarps = 8;
+__global__ void __launch_bounds__(kTopkWarps* kWarp)
+    moe_topk_kernel(const float* __restrict__ logits, int64_t ld, float* __restrict__ probs,
+                    int32_t* __restrict__ topk_idx, float* __restrict__ topk_w, int T,
+                    int n_experts, int top_k, float routed_scale) {
+  cuda::pdl_enter();
+  const int t = blockIdx.x * kTopkWarps + threadIdx.x / kWarp;
+  if (t < T)
+    softmax_topk(logits + t * ld, t, threadIdx.x % kWarp, probs, topk_idx, topk_w, n_experts, top_k,
+                 routed_scale);
 }
 
 // ---- Routing as a warp sees it (no shared memory, no block barrier) ----
@@ -340,8 +362,8 @@ __global__ void __launch_bounds__(kDownWarps* kWarp, 2)  // <= 128 registers: 2 
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         const int64_t row = i0 + r < dim ? i0 + r : i0;
-        wr[r] = reinterpret_cast<const uint8_t*>(w.shared.down) + rb * row +
-                cuda::row_bytes<FS>(col0);
+        wr[r] =
+            reinterpret_cast<const uint8_t*>(w.shared.down) + rb * row + cuda::row_bytes<FS>(col0);
         ws[r] = w.shared_scales.down ? w.shared_scales.down + rs * row + cs : nullptr;
       }
 #pragma unroll
@@ -483,8 +505,7 @@ cudaError_t launch_down(const int32_t* idx, const float* topk_w, const MoeDevice
   constexpr int RD = down_rows(M);
   return by_formats<DownK<M, RD>::template K>(w, [&](auto kernel) {
     return cuda::launch(kernel, (dim + RD - 1) / RD, kDownWarps * kWarp, 0, stream, idx, topk_w, w,
-                        act, act_sh, y, ldy, ep, T, dim, n_experts, top_k, moe_inter,
-                        shared_inter);
+                        act, act_sh, y, ldy, ep, T, dim, n_experts, top_k, moe_inter, shared_inter);
   });
 }
 
@@ -504,6 +525,17 @@ cudaError_t moe_router(const uint16_t* x, int64_t ldx, const uint16_t* w_router,
     return cudaErrorInvalidValue;
   return cuda::launch(moe_router_kernel, T, kRouterThreads, 0, stream, x, ldx, w_router, probs,
                       topk_idx, topk_w, dim, n_experts, top_k, routed_scale);
+}
+
+cudaError_t moe_topk(const float* logits, int64_t ld, float* probs, int32_t* topk_idx,
+                     float* topk_w, int T, int n_experts, int top_k, float routed_scale,
+                     cudaStream_t stream) {
+  if (T < 1 || n_experts < 1 || n_experts > kMoeMaxExperts || top_k < 1 || top_k > n_experts ||
+      top_k > kMoeMaxTopK || ld < n_experts || !logits || !topk_idx || !topk_w)
+    return cudaErrorInvalidValue;
+  return cuda::launch(moe_topk_kernel, (T + kTopkWarps - 1) / kTopkWarps, kTopkWarps * kWarp, 0,
+                      stream, logits, ld, probs, topk_idx, topk_w, T, n_experts, top_k,
+                      routed_scale);
 }
 
 size_t moe_decode_workspace_bytes(int T, int top_k, int64_t moe_inter, int64_t shared_inter) {

@@ -11,10 +11,9 @@
 // padding rows; BM = 32 would read each expert's weights from L2 a third more often.
 //
 // Launches (all grids sized on the host from T, the real work read on the device):
-//  1. route (one block): rows per expert (shared-memory atomics: order-free counts), expert
-//     offsets, perm = the (token, k) slots sorted by expert then token (the tokens' ids staged
-//     in shared memory as bytes; a warp per expert, a byte compare and a ballot per 32 tokens:
-//     deterministic), and two lists of GEMM tiles (group, first row, column tile). Group
+//  1. route (a block per expert + one for the shared MLP, each counting the rows per expert
+//     itself): expert offsets, perm = the (token, k) slots sorted by expert then token
+//     (deterministic), and two lists of GEMM tiles (group, first row, column tile). Group
 //     n_experts is the shared MLP: every token, weight 1.
 //  2. gate+up grouped GEMM: a block computes BM rows × 128 columns of gate AND the same 128 of up
 //     (a BM × 256 product with B = [gate rows; up rows]), A rows gathered from x by token, then
@@ -34,6 +33,7 @@
 // route 35 µs, gate+up 225 µs, down 119 µs, combine 20 µs. Next: the route block (one block,
 // latency-bound: stage the ids once, unroll the id loads), and a wgmma/TMA GEMM core.
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels/cuda_vec.cuh"
 #include "kernels/moe.h"
@@ -61,8 +61,8 @@ constexpr int gemm_smem(int mi) {  // 80 KB or 96 KB
   return kStages * stage_bytes(mi);
 }
 constexpr int kGateUpCols = kBN / 2;  // act columns per gate+up tile
-constexpr int kRouteThreads = 1024;
-constexpr int kCombineThreads = 256;
+constexpr int kRouteThreads = 512;
+constexpr int kCombineMaxThreads = 1024;
 static_assert(kBN * (kBK / 8) == 4 * kGemmThreads, "four B chunks per thread per stage");
 
 // A GEMM tile: group (expert id, or n_experts for the shared MLP), its first row within the group,
@@ -74,8 +74,6 @@ __device__ __forceinline__ uint32_t chunk_off(int r, int c) {  // [rows][32] BF1
 }
 
 // ---- 1. Routing and tile lists ----
-constexpr int kRouteChunk = 2048;  // tokens whose expert ids are staged in shared memory at once
-
 // Exclusive prefix over the lanes of v (every lane gets its own); *total = the warp's sum.
 __device__ __forceinline__ int warp_exclusive_scan(int v, int lane, int* total) {
   int incl = v;
@@ -88,6 +86,13 @@ __device__ __forceinline__ int warp_exclusive_scan(int v, int lane, int* total) 
   return incl - v;
 }
 
+// Grid: n_experts + 1 blocks. Every block counts the rows per expert (shared-memory atomics over
+// the T·top_k ids: order-free, ~22 KB from L2 at T = 912) and derives the expert offsets and the
+// two tile-list prefixes itself, so no block waits for another. Block e < n_experts then writes
+// expert e's part of perm (its slots in ascending slot order: a block-wide scan of per-token
+// hits, chunk by chunk) and its tiles; block n_experts writes the shared MLP's tiles; block 0 the
+// offsets and tile counts. (One block doing all of it took 26.5 µs per MoE layer of a 912-token
+// prefill on the H200.)
 __global__ void __launch_bounds__(kRouteThreads)
     moe_route_kernel(const int32_t* __restrict__ idx,  // [T, top_k]
                      int T, int n_experts, int top_k, int bm, int ct_expert, int ct_shared,
@@ -97,17 +102,17 @@ __global__ void __launch_bounds__(kRouteThreads)
                      int32_t* __restrict__ perm,     // [T * top_k] out: sorted row -> slot
                      Tile* __restrict__ tiles1,      // [max tiles] out
                      Tile* __restrict__ tiles2) {    // [max tiles] out
-  static_assert(kMoeMaxExperts <= 3 * kWarp && kMoeMaxExperts <= 2 * (kRouteThreads / kWarp) &&
-                    kMoeMaxTopK <= 8,
-                "one warp scans the groups; a warp owns two experts; ids fit 8 bytes");
+  constexpr int kRouteWarps = kRouteThreads / kWarp;
+  static_assert(kMoeMaxExperts <= 3 * kWarp && kRouteWarps <= kWarp,
+                "one warp scans the groups and the warp totals");
   __shared__ int s_cnt[kMoeMaxExperts + 1], s_off[kMoeMaxExperts + 1];
   __shared__ int s_pre[2][kMoeMaxExperts + 2];  // tile prefix per list position (shared first)
-  __shared__ uint64_t s_ids[kRouteChunk];       // a token's expert ids, a byte each (0xff: none)
+  __shared__ int s_warp[kRouteWarps];
   const int tid = threadIdx.x, warp = tid / kWarp, lane = tid % kWarp;
-  const int n_slots = T * top_k;
+  const int b = blockIdx.x, n_slots = T * top_k;
   if (tid <= n_experts) s_cnt[tid] = tid == n_experts ? T : 0;
   __syncthreads();
-  for (int s = tid; s < n_slots; s += kRouteThreads) {  // counts: order-free
+  for (int s = tid; s < n_slots; s += kRouteThreads) {
     const int e = idx[s];
     if (e >= 0 && e < n_experts) atomicAdd(&s_cnt[e], 1);
   }
@@ -142,76 +147,49 @@ __global__ void __launch_bounds__(kRouteThreads)
     }
   }
   __syncthreads();
-  if (tid <= n_experts) off[tid] = s_off[tid];
-  if (tid == 0) n_tiles[0] = s_pre[0][n_experts + 1], n_tiles[1] = s_pre[1][n_experts + 1];
+  if (b == 0) {
+    if (tid <= n_experts) off[tid] = s_off[tid];
+    if (tid == 0) n_tiles[0] = s_pre[0][n_experts + 1], n_tiles[1] = s_pre[1][n_experts + 1];
+  }
 
-  // perm: warp w owns experts w and w + 32; per chunk of staged tokens, lane l looks at token
-  // t0 + l: a byte compare finds the expert among its ids, a ballot ranks the hits (ascending
-  // token). A token holding an expert twice (against the PRECOND) takes the slow path: each
-  // such slot still gets its own row.
-  int run[2] = {warp < n_experts ? s_off[warp] : 0,
-                warp + kWarp < n_experts ? s_off[warp + kWarp] : 0};
-  for (int c0 = 0; c0 < T; c0 += kRouteChunk) {
-    const int n = min(kRouteChunk, T - c0);
-    __syncthreads();  // the previous chunk is consumed
-    for (int i = tid; i < n; i += kRouteThreads) {
-      uint64_t v = ~0ull;
-      for (int k = 0; k < top_k; ++k) {
-        const int e = idx[static_cast<int64_t>(c0 + i) * top_k + k];
-        const uint64_t b = e >= 0 && e < n_experts ? static_cast<uint64_t>(e) : 0xffull;
-        v = (v & ~(0xffull << (8 * k))) | (b << (8 * k));
+  // perm rows of expert b: thread i looks at token c0 + i; its hits (normally 0 or 1; a token
+  // holding the expert twice, against the PRECOND, gets a row per slot, ascending k) are ranked
+  // by a block-wide exclusive scan.
+  if (b < n_experts) {
+    int run = s_off[b];
+    for (int c0 = 0; c0 < T; c0 += kRouteThreads) {
+      const int t = c0 + tid;
+      unsigned hit = 0;  // bit k: slot (t, k) chose expert b
+      if (t < T)
+        for (int k = 0; k < top_k; ++k) hit |= (idx[static_cast<int64_t>(t) * top_k + k] == b) << k;
+      const int hits = __popc(hit);
+      int wtot;
+      const int in_warp = warp_exclusive_scan(hits, lane, &wtot);
+      if (lane == 0) s_warp[warp] = wtot;
+      __syncthreads();
+      int ctot = 0, before = 0;
+      for (int w = 0; w < kRouteWarps; ++w) {
+        const int v = s_warp[w];
+        before += w < warp ? v : 0;
+        ctot += v;
       }
-      s_ids[i] = v;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const int e = warp + kWarp * r;
-      if (e >= n_experts) break;  // warp-uniform
-      const uint32_t pat = 0x01010101u * static_cast<uint32_t>(e);
-      for (int t0 = 0; t0 < n; t0 += kWarp) {
-        const int t = t0 + lane;
-        uint64_t hit = 0;  // 0xff in every byte k with ids[k] == e
-        if (t < n) {
-          const uint64_t v = s_ids[t];
-          hit = __vcmpeq4(static_cast<uint32_t>(v), pat) |
-                (static_cast<uint64_t>(__vcmpeq4(static_cast<uint32_t>(v >> 32), pat)) << 32);
-        }
-        const int hits = __popcll(static_cast<long long>(hit)) / 8;
-        const int64_t slot0 = static_cast<int64_t>(c0 + t) * top_k;
-        if (!__any_sync(0xffffffffu, hits > 1)) {
-          const unsigned b = __ballot_sync(0xffffffffu, hits != 0);
-          if (hits)
-            perm[run[r] + __popc(b & ((1u << lane) - 1u))] =
-                static_cast<int32_t>(slot0 + (__ffsll(static_cast<long long>(hit)) - 1) / 8);
-          run[r] += __popc(b);
-        } else {
-          int tot;
-          int p = run[r] + warp_exclusive_scan(hits, lane, &tot);
-          for (int k = 0; k < top_k; ++k)
-            if ((hit >> (8 * k)) & 1u) perm[p++] = static_cast<int32_t>(slot0 + k);
-          run[r] += tot;
-        }
-      }
+      int p = run + before + in_warp;
+      for (int k = 0; k < top_k; ++k)
+        if ((hit >> k) & 1u) perm[p++] = t * top_k + k;
+      run += ctot;
+      __syncthreads();  // s_warp is rewritten by the next chunk
     }
   }
 
-  // Tile lists: list position (group), then column tile, then row tile (the row tiles of one
-  // column tile are neighbours: they read the same weight rows while those are in L2).
+  // Tiles of list position pos (0: the shared MLP, block n_experts; e + 1: expert e, block e),
+  // column tile, then row tile (the row tiles of one column tile are neighbours: they read the
+  // same weight rows while those are in L2).
+  const int pos = b == n_experts ? 0 : b + 1, g = b;
+  const int rows = s_cnt[g], rt = (rows + bm - 1) / bm;
   for (int l = 0; l < 2; ++l) {
-    const int total = s_pre[l][n_experts + 1];
     Tile* out = l == 0 ? tiles1 : tiles2;
-    for (int i = tid; i < total; i += kRouteThreads) {
-      int lo = 0, hi = n_experts + 1;  // largest pos with s_pre[l][pos] <= i
-      while (hi - lo > 1) {
-        const int mid = (lo + hi) / 2;
-        if (s_pre[l][mid] <= i)
-          lo = mid;
-        else
-          hi = mid;
-      }
-      const int g = lo == 0 ? n_experts : lo - 1;
-      const int rows = s_cnt[g], rt = (rows + bm - 1) / bm, local = i - s_pre[l][lo];
+    for (int i = s_pre[l][pos] + tid; i < s_pre[l][pos + 1]; i += kRouteThreads) {
+      const int local = i - s_pre[l][pos];
       out[i] = make_int4(g, (local % rt) * bm, local / rt, rows);
     }
   }
@@ -243,10 +221,9 @@ struct GemmArgs {
 // BF16 kernel ask for 147 KB of shared memory, one block per SM instead of two: measured 374 vs
 // 329 µs for the MoE of a 912-token prefill on the H200).
 template <WeightFormat F>
-constexpr int kRawRow =
-    F == WeightFormat::kBf16 ? 0 : static_cast<int>(cuda::row_bytes<F>(kBK));
+constexpr int kRawRow = F == WeightFormat::kBf16 ? 0 : static_cast<int>(cuda::row_bytes<F>(kBK));
 template <WeightFormat F>
-constexpr int kRawStage = kBN * kRawRow<F>;
+constexpr int kRawStage = kBN* kRawRow<F>;
 template <WeightFormat FR, WeightFormat FS>
 constexpr int gemm_smem_fmt(int mi) {
   return gemm_smem(mi) + kStages * std::max(kRawStage<FR>, kRawStage<FS>);
@@ -347,8 +324,8 @@ __device__ __forceinline__ void gemm_tile(const GemmArgs& a, const MoeDeviceWeig
         const float sc = F == WeightFormat::kInt8
                              ? s_row[i]
                              : cuda::bf16_to_f32(__ldg(b_sc[i] + (kt * kBK + c * 8) / group));
-        *reinterpret_cast<uint4*>(bt + chunk_off(r, c)) = cuda::dequant8_bf16<F>(
-            raw + r * kRawRow<F> + cuda::row_bytes<F>(c * 8), sc);
+        *reinterpret_cast<uint4*>(bt + chunk_off(r, c)) =
+            cuda::dequant8_bf16<F>(raw + r * kRawRow<F> + cuda::row_bytes<F>(c * 8), sc);
       }
     }
   };
@@ -365,6 +342,8 @@ __device__ __forceinline__ void gemm_tile(const GemmArgs& a, const MoeDeviceWeig
 #pragma unroll
     for (int j = 0; j < 8; ++j) acc[mi][j][0] = acc[mi][j][1] = acc[mi][j][2] = acc[mi][j][3] = 0.f;
 
+  // This warp's m16 tiles that hold group rows (0..MI, warp-uniform).
+  const int live_mi = min(MI, max(0, (rows - row0 - wm * kWarpRows + 15) / 16));
   const int nk = K / kBK;
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
@@ -380,26 +359,43 @@ __device__ __forceinline__ void gemm_tile(const GemmArgs& a, const MoeDeviceWeig
     cuda::cp_async_commit();
     if constexpr (kQuant) __syncthreads();  // stage kt's B tile written by all
     const uint32_t sa = s_base + (kt % kStages) * kStageBytes, sb = sa + kABytes;
+    // Per k16 step the fragment loads, then the MMAs, on the m16 tiles of this warp that hold
+    // group rows: a row tile past the group's last row (the second tile of an 86-row expert
+    // holds 22) skips the MMAs of its empty 16-row slices. The live count is a template
+    // argument (a runtime bound inside the unrolled loops made ptxas spill).
+    auto mma_step = [&](auto live_c) {
+      constexpr int L = decltype(live_c)::value;
 #pragma unroll
-    for (int ks = 0; ks < kBK / 16; ++ks) {
-      uint32_t af[MI][4];
+      for (int ks = 0; ks < kBK / 16; ++ks) {
+        uint32_t af[L][4], bf[4][4];
 #pragma unroll
-      for (int mi = 0; mi < MI; ++mi)
-        cuda::ldmatrix_x4(af[mi],
-                          sa + chunk_off(wm * kWarpRows + mi * 16 + lane % 16, ks * 2 + lane / 16));
+        for (int mi = 0; mi < L; ++mi)
+          cuda::ldmatrix_x4(
+              af[mi], sa + chunk_off(wm * kWarpRows + mi * 16 + lane % 16, ks * 2 + lane / 16));
 #pragma unroll
-      for (int jp = 0; jp < 4; ++jp) {
-        uint32_t b[4];
-        cuda::ldmatrix_x4(
-            b, sb + chunk_off(b_row(jp) + lane % 8 + (lane / 16) * 8, ks * 2 + (lane / 8) % 2));
+        for (int jp = 0; jp < 4; ++jp)
+          cuda::ldmatrix_x4(bf[jp], sb + chunk_off(b_row(jp) + lane % 8 + (lane / 16) * 8,
+                                                   ks * 2 + (lane / 8) % 2));
 #pragma unroll
-        for (int mi = 0; mi < MI; ++mi) {
-          cuda::mma_16816_bf16(acc[mi][2 * jp], af[mi][0], af[mi][1], af[mi][2], af[mi][3], b[0],
-                               b[1]);
-          cuda::mma_16816_bf16(acc[mi][2 * jp + 1], af[mi][0], af[mi][1], af[mi][2], af[mi][3],
-                               b[2], b[3]);
-        }
+        for (int jp = 0; jp < 4; ++jp)
+#pragma unroll
+          for (int mi = 0; mi < L; ++mi) {
+            cuda::mma_16816_bf16(acc[mi][2 * jp], af[mi][0], af[mi][1], af[mi][2], af[mi][3],
+                                 bf[jp][0], bf[jp][1]);
+            cuda::mma_16816_bf16(acc[mi][2 * jp + 1], af[mi][0], af[mi][1], af[mi][2], af[mi][3],
+                                 bf[jp][2], bf[jp][3]);
+          }
       }
+    };
+    if (live_mi == MI) {
+      mma_step(std::integral_constant<int, MI>{});
+    } else if (live_mi == 1) {
+      mma_step(std::integral_constant<int, 1>{});
+    } else if constexpr (MI == 4) {
+      if (live_mi == 2)
+        mma_step(std::integral_constant<int, 2>{});
+      else if (live_mi == 3)
+        mma_step(std::integral_constant<int, 3>{});
     }
   }
 
@@ -455,7 +451,10 @@ __global__ void __launch_bounds__(kGemmThreads, MI == 2 ? 2 : 1)
 }
 
 // ---- 4. Weighted combine + epilogue ----
-__global__ void __launch_bounds__(kCombineThreads)
+// A block per token, a thread per 4 columns (blockDim = dim / 4 rounded up to a warp: one pass;
+// 256 threads for dim 1280 left a second pass of 64 columns): the top_k + 1 float4 loads are all
+// issued before the first FMA. The sum order (k ascending, then the shared MLP) is fixed.
+__global__ void __launch_bounds__(kCombineMaxThreads)
     moe_combine_kernel(const int32_t* __restrict__ idx,   // [T, top_k]
                        const float* __restrict__ topk_w,  // [T, top_k]
                        const float* __restrict__ out,     // [T * top_k + T, dim] by slot
@@ -463,33 +462,34 @@ __global__ void __launch_bounds__(kCombineThreads)
                        int64_t ldy, GemvEpilogue ep, int T, int dim, int n_experts, int top_k) {
   const int t = blockIdx.x;
   float wk[kMoeMaxTopK];
-#pragma unroll
-  for (int k = 0; k < kMoeMaxTopK; ++k) {
-    const int e = k < top_k ? idx[t * top_k + k] : -1;
-    wk[k] = e >= 0 && e < n_experts ? topk_w[t * top_k + k] : 0.f;
-  }
   unsigned live = 0;  // slots whose expert ran (the others were never written)
 #pragma unroll
   for (int k = 0; k < kMoeMaxTopK; ++k) {
     const int e = k < top_k ? idx[t * top_k + k] : -1;
-    if (e >= 0 && e < n_experts) live |= 1u << k;
+    const bool ok = e >= 0 && e < n_experts;
+    wk[k] = ok ? topk_w[t * top_k + k] : 0.f;
+    if (ok) live |= 1u << k;
   }
   const float* o_sh = out + (static_cast<int64_t>(T) * top_k + t) * dim;
-  for (int c = 4 * threadIdx.x; c < dim; c += 4 * kCombineThreads) {
+  for (int c = 4 * threadIdx.x; c < dim; c += 4 * blockDim.x) {
+    float4 o[kMoeMaxTopK];
+#pragma unroll
+    for (int k = 0; k < kMoeMaxTopK; ++k)
+      o[k] = (live >> k) & 1u ? *reinterpret_cast<const float4*>(
+                                    out + (static_cast<int64_t>(t) * top_k + k) * dim + c)
+                              : make_float4(0.f, 0.f, 0.f, 0.f);
+    const float4 sh = *reinterpret_cast<const float4*>(o_sh + c);
     float v[4] = {0.f, 0.f, 0.f, 0.f};
 #pragma unroll
     for (int k = 0; k < kMoeMaxTopK; ++k) {
       if (!((live >> k) & 1u)) continue;
-      const float4 o =
-          *reinterpret_cast<const float4*>(out + (static_cast<int64_t>(t) * top_k + k) * dim + c);
-      v[0] = fmaf(wk[k], o.x, v[0]), v[1] = fmaf(wk[k], o.y, v[1]);
-      v[2] = fmaf(wk[k], o.z, v[2]), v[3] = fmaf(wk[k], o.w, v[3]);
+      v[0] = fmaf(wk[k], o[k].x, v[0]), v[1] = fmaf(wk[k], o[k].y, v[1]);
+      v[2] = fmaf(wk[k], o[k].z, v[2]), v[3] = fmaf(wk[k], o[k].w, v[3]);
     }
-    const float4 s = *reinterpret_cast<const float4*>(o_sh + c);
-    v[0] += s.x, v[1] += s.y, v[2] += s.z, v[3] += s.w;
-    const int64_t o = t * ldy + c;
+    v[0] += sh.x, v[1] += sh.y, v[2] += sh.z, v[3] += sh.w;
+    const int64_t o0 = t * ldy + c;
 #pragma unroll
-    for (int i = 0; i < 4; ++i) cuda::store_epilogue(y, o + i, v[i], ep);
+    for (int i = 0; i < 4; ++i) cuda::store_epilogue(y, o0 + i, v[i], ep);
   }
 }
 
@@ -638,16 +638,18 @@ cudaError_t moe_prefill(const uint16_t* x, int64_t ldx, const int32_t* topk_idx,
              shared_inter};
 
   cudaError_t e;
-  moe_route_kernel<<<1, kRouteThreads, 0, stream>>>(topk_idx, T, n_experts, top_k, bm, p.ct_expert,
-                                                    p.ct_shared, p.ct_down, off, n_tiles, perm,
-                                                    tiles1, tiles2);
+  moe_route_kernel<<<n_experts + 1, kRouteThreads, 0, stream>>>(topk_idx, T, n_experts, top_k, bm,
+                                                                p.ct_expert, p.ct_shared, p.ct_down,
+                                                                off, n_tiles, perm, tiles1, tiles2);
   if ((e = cudaGetLastError()) != cudaSuccess) return e;
   const int64_t g1 = max_tiles(p, 0, T, top_k, n_experts, bm);
   const int64_t g2 = max_tiles(p, 1, T, top_k, n_experts, bm);
   e = bm == 64 ? launch_gemms_fmt<2>(a, w, g1, g2, tiles2, n_tiles + 1, stream)
                : launch_gemms_fmt<4>(a, w, g1, g2, tiles2, n_tiles + 1, stream);
   if (e != cudaSuccess) return e;
-  moe_combine_kernel<<<T, kCombineThreads, 0, stream>>>(topk_idx, topk_w, a.out, y, ldy, ep, T, dim,
+  const int combine_threads =
+      static_cast<int>(std::min<int64_t>(kCombineMaxThreads, ceil_div(dim / 4, kWarp) * kWarp));
+  moe_combine_kernel<<<T, combine_threads, 0, stream>>>(topk_idx, topk_w, a.out, y, ldy, ep, T, dim,
                                                         n_experts, top_k);
   return cudaGetLastError();
 }

@@ -132,16 +132,22 @@ __global__ void __launch_bounds__(kThreads, 2)
     float s[kBlockK / 8][4];
 #pragma unroll
     for (int j = 0; j < kBlockK / 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.f;
+      // Per k16 step the fragment loads, then the MMAs.
 #pragma unroll
-    for (int kk = 0; kk < kHd / 16; ++kk)
+    for (int kk = 0; kk < kHd / 16; ++kk) {
+      uint32_t b[kBlockK / 16][4];
+#pragma unroll
+      for (int np = 0; np < kBlockK / 16; ++np)
+        cuda::ldmatrix_x4(
+            b[np], kb + tile_off(np * 16 + lane % 8 + (lane / 16) * 8, kk * 2 + (lane / 8) % 2));
 #pragma unroll
       for (int np = 0; np < kBlockK / 16; ++np) {
-        uint32_t b[4];
-        cuda::ldmatrix_x4(
-            b, kb + tile_off(np * 16 + lane % 8 + (lane / 16) * 8, kk * 2 + (lane / 8) % 2));
-        cuda::mma_16816_bf16(s[2 * np], qa[kk][0], qa[kk][1], qa[kk][2], qa[kk][3], b[0], b[1]);
-        cuda::mma_16816_bf16(s[2 * np + 1], qa[kk][0], qa[kk][1], qa[kk][2], qa[kk][3], b[2], b[3]);
+        cuda::mma_16816_bf16(s[2 * np], qa[kk][0], qa[kk][1], qa[kk][2], qa[kk][3], b[np][0],
+                             b[np][1]);
+        cuda::mma_16816_bf16(s[2 * np + 1], qa[kk][0], qa[kk][1], qa[kk][2], qa[kk][3], b[np][2],
+                             b[np][3]);
       }
+    }
     if (it >= n_unmasked) {  // causal mask: key > the query's position (rows >= T act as T-1)
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr) {
@@ -187,12 +193,17 @@ __global__ void __launch_bounds__(kThreads, 2)
       const uint32_t a2 = cuda::pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]);
       const uint32_t a3 = cuda::pack_bf16x2(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 #pragma unroll
-      for (int dp = 0; dp < kHd / 16; ++dp) {
-        uint32_t b[4];
-        cuda::ldmatrix_x4_trans(
-            b, vb + tile_off(kk * 16 + lane % 8 + ((lane / 8) % 2) * 8, dp * 2 + lane / 16));
-        cuda::mma_16816_bf16(o[2 * dp], a0, a1, a2, a3, b[0], b[1]);
-        cuda::mma_16816_bf16(o[2 * dp + 1], a0, a1, a2, a3, b[2], b[3]);
+      for (int d0 = 0; d0 < kHd / 16; d0 += 4) {  // 4 fragment loads, then their 8 MMAs
+        uint32_t b[4][4];
+#pragma unroll
+        for (int dp = 0; dp < 4; ++dp)
+          cuda::ldmatrix_x4_trans(b[dp], vb + tile_off(kk * 16 + lane % 8 + ((lane / 8) % 2) * 8,
+                                                       (d0 + dp) * 2 + lane / 16));
+#pragma unroll
+        for (int dp = 0; dp < 4; ++dp) {
+          cuda::mma_16816_bf16(o[2 * (d0 + dp)], a0, a1, a2, a3, b[dp][0], b[dp][1]);
+          cuda::mma_16816_bf16(o[2 * (d0 + dp) + 1], a0, a1, a2, a3, b[dp][2], b[dp][3]);
+        }
       }
     }
     __syncthreads();  // this buffer is refilled by the next iteration's loads

@@ -80,31 +80,11 @@ size_t smem_bytes(int m_tiles, Bias bias, int gh, int gw) {
 }
 
 // ---- PTX wrappers ----
-__device__ __forceinline__ uint32_t smem_u32(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
 // 16-byte global -> shared copy, bypassing L1; src_bytes 0 writes zeros (rows past n_tokens).
-__device__ __forceinline__ void cp_async16(uint32_t dst, const void* src, int src_bytes) {
+__device__ __forceinline__ void cp_async16_zfill(uint32_t dst, const void* src, int src_bytes) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
                "r"(src_bytes)
                : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() {
-  asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-}
-__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
-__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], uint32_t addr) {
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
 }
 // 2^x (MUFU, max relative error 2^-22); 2^-inf = 0.
 __device__ __forceinline__ float ex2(float x) {
@@ -141,7 +121,7 @@ __device__ __forceinline__ void load_rows(unsigned char* dst, const uint16_t* sr
   for (int it = 0; it < kN * 8 / kThreads; ++it) {
     const int i = tid + it * kThreads, row = i / 8, ch = i % 8, tok = r0 + row;
     const uint16_t* p = src + static_cast<int64_t>(tok < n ? tok : n - 1) * ld + ch * 8;
-    cp_async16(smem_u32(dst + swz(row, ch)), p, tok < n ? 16 : 0);
+    cp_async16_zfill(cuda::smem_addr(dst + swz(row, ch)), p, tok < n ? 16 : 0);
   }
 }
 
@@ -223,7 +203,7 @@ __global__ void __launch_bounds__(kThreads)
   load_rows<kRows>(s_q, q_src, ld, q0, n, tid);
   load_rows<kKeys>(s_kv, k_src, ld, 0, n, tid);
   load_rows<kKeys>(s_kv + kTileBytes, v_src, ld, 0, n, tid);
-  cp_async_commit();
+  cuda::cp_async_commit();
 
   uint32_t qa[kMT][4][4];              // Q A-fragments [m-tile][16-dim k-step]
   float o[kMT][8][4];                  // O accumulators [m-tile][8-dim n-tile]
@@ -245,9 +225,9 @@ __global__ void __launch_bounds__(kThreads)
       load_rows<kKeys>(st, k_src, ld, (t + 1) * kKeys, n, tid);
       load_rows<kKeys>(st + kTileBytes, v_src, ld, (t + 1) * kKeys, n, tid);
     }
-    cp_async_commit();   // (possibly empty) group t + 1
-    cp_async_wait<1>();  // group t (and Q with t = 0) landed for this thread ...
-    __syncthreads();     // ... and for every thread
+    cuda::cp_async_commit();   // (possibly empty) group t + 1
+    cuda::cp_async_wait<1>();  // group t (and Q with t = 0) landed for this thread ...
+    __syncthreads();           // ... and for every thread
 
     if (t == 0) {
       // Matrix i = lane / 8 of ldmatrix.x4: rows + 8·(i % 2), dims + 8·(i / 2) -> a0..a3.
@@ -255,8 +235,9 @@ __global__ void __launch_bounds__(kThreads)
       for (int mt = 0; mt < kMT; ++mt)
 #pragma unroll
         for (int kk = 0; kk < 4; ++kk)
-          ldsm_x4(qa[mt][kk], smem_u32(s_q + swz(wrow0 + mt * 16 + lane % 8 + 8 * ((lane / 8) % 2),
-                                                 2 * kk + lane / 16)));
+          cuda::ldmatrix_x4(qa[mt][kk], cuda::smem_addr(s_q + swz(wrow0 + mt * 16 + lane % 8 +
+                                                                      8 * ((lane / 8) % 2),
+                                                                  2 * kk + lane / 16)));
       if constexpr (kBias) {
         __syncthreads();  // every warp holds its Q fragments: the tables may overwrite s_q
         int ph[kMT][2], pw[kMT][2];  // (qh, qw) of this thread's rows; tail rows clamped
@@ -285,21 +266,24 @@ __global__ void __launch_bounds__(kThreads)
       for (int nt = 0; nt < 8; ++nt)
 #pragma unroll
         for (int i = 0; i < 4; ++i) s[mt][nt][i] = 0.f;
+          // Per k16 step the four fragment loads, then the MMAs.
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk)
+    for (int kk = 0; kk < 4; ++kk) {
+      // Matrix i: keys 16np + 8·(i / 2) .., dims 16kk + 8·(i % 2) .. -> b0, b1 of n-tiles 2np
+      // and 2np + 1.
+      uint32_t b[4][4];
 #pragma unroll
-      for (int np = 0; np < 4; ++np) {
-        // Matrix i: keys 16np + 8·(i / 2) .., dims 16kk + 8·(i % 2) .. -> b0, b1 of n-tiles
-        // 2np and 2np + 1.
-        uint32_t b[4];
-        ldsm_x4(b,
-                smem_u32(s_k + swz(16 * np + lane % 8 + 8 * (lane / 16), 2 * kk + (lane / 8) % 2)));
+      for (int np = 0; np < 4; ++np)
+        cuda::ldmatrix_x4(b[np], cuda::smem_addr(s_k + swz(16 * np + lane % 8 + 8 * (lane / 16),
+                                                           2 * kk + (lane / 8) % 2)));
+#pragma unroll
+      for (int np = 0; np < 4; ++np)
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt) {
-          mma(s[mt][2 * np], qa[mt][kk], b[0], b[1]);
-          mma(s[mt][2 * np + 1], qa[mt][kk], b[2], b[3]);
+          mma(s[mt][2 * np], qa[mt][kk], b[np][0], b[np][1]);
+          mma(s[mt][2 * np + 1], qa[mt][kk], b[np][2], b[np][3]);
         }
-      }
+    }
 
     // ---- scores in base 2, bias, mask ----
     const int kbase = t * kKeys;
@@ -396,19 +380,21 @@ __global__ void __launch_bounds__(kThreads)
         pa[mt][2] = cuda::pack_bf16x2(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
         pa[mt][3] = cuda::pack_bf16x2(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
       }
+      // Matrix i (transposed): keys 16kk + 8·(i % 2) .., dims 16dp + 8·(i / 2) .. -> b0, b1 of
+      // dim-tiles 2dp and 2dp + 1. Loads first, then the MMAs.
+      uint32_t b[4][4];
 #pragma unroll
-      for (int dp = 0; dp < 4; ++dp) {
-        // Matrix i (transposed): keys 16kk + 8·(i % 2) .., dims 16dp + 8·(i / 2) .. -> b0, b1
-        // of dim-tiles 2dp and 2dp + 1.
-        uint32_t b[4];
-        ldsm_x4_trans(
-            b, smem_u32(s_v + swz(16 * kk + lane % 8 + 8 * ((lane / 8) % 2), 2 * dp + lane / 16)));
+      for (int dp = 0; dp < 4; ++dp)
+        cuda::ldmatrix_x4_trans(
+            b[dp], cuda::smem_addr(
+                       s_v + swz(16 * kk + lane % 8 + 8 * ((lane / 8) % 2), 2 * dp + lane / 16)));
+#pragma unroll
+      for (int dp = 0; dp < 4; ++dp)
 #pragma unroll
         for (int mt = 0; mt < kMT; ++mt) {
-          mma(o[mt][2 * dp], pa[mt], b[0], b[1]);
-          mma(o[mt][2 * dp + 1], pa[mt], b[2], b[3]);
+          mma(o[mt][2 * dp], pa[mt], b[dp][0], b[dp][1]);
+          mma(o[mt][2 * dp + 1], pa[mt], b[dp][2], b[dp][3]);
         }
-      }
     }
     __syncthreads();  // stage t & 1 is refilled by the next iteration's loads (tile t + 2)
   }

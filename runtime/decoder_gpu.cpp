@@ -19,11 +19,8 @@
 #include "loader/bf16.h"
 #include "runtime/cuda_check.h"
 
-#include "kernels/prefill_attention.h"
-
 namespace dsocr {
 namespace {
-
 
 constexpr uint64_t kAlign = 256;
 
@@ -42,32 +39,37 @@ struct Carver {
 };
 
 struct Work {
-  uint16_t* in;        // [max_rows, dim] BF16 input embeddings (token rows, image rows)
-  float* h;            // [max_rows, dim] FP32 residual stream (see rmsnorm.h: rmsnorm_widen)
-  uint16_t* x;         // [max_rows, dim] BF16 normed
-  uint16_t* qkv;       // [max_rows, 3 dim] BF16 (q rotated in place)
-  uint16_t* attn;      // [max_rows, dim] BF16
-  float* delta;        // [max_rows, dim] FP32 sublayer output (GEMV/MoE), added by the next
-                       //   add_rmsnorm
-  uint16_t* delta16;   // [max_rows, dim] BF16 sublayer output of the GEMM paths (prefill)
-  uint16_t* mlp;       // [max_rows, 2 dense_inter] BF16 gate | up, SiLU·mul in place
-  void* moe_ws;        // moe_prefill / moe_decode scratch; quantized prefill: dequantized weights
+  uint16_t* in;       // [max_rows, dim] BF16 input embeddings (token rows, image rows)
+  float* h;           // [max_rows, dim] FP32 residual stream (see rmsnorm.h: rmsnorm_widen)
+  uint16_t* x;        // [max_rows, dim] BF16 normed
+  uint16_t* qkv;      // [max_rows, 3 dim] BF16 (q rotated in place)
+  uint16_t* attn;     // [max_rows, dim] BF16
+  float* delta;       // [max_rows, dim] FP32 sublayer output (GEMV/MoE), added by the next
+                      //   add_rmsnorm
+  uint16_t* delta16;  // [max_rows, dim] BF16 sublayer output of the GEMM paths (prefill)
+  uint16_t* mlp;      // [max_rows, 2 dense_inter] BF16 gate | up, SiLU·mul in place
+  void* moe_ws;       // moe_prefill / moe_decode scratch; quantized prefill: dequantized weights
   uint64_t moe_ws_bytes;
-  int32_t* topk_idx;   // [max_rows, top_k]
-  float* topk_w;       // [max_rows, top_k]
-  int32_t* pos_ids;    // [max_rows] positions of a prefill
-  float* logits;       // [vocab] FP32
-  void* attn_ws;       // decode_attention partials for max_pos keys
+  float* router_logits;  // [max_rows, router_ld(c)] FP32 (prefill: one GEMM, then moe_topk)
+  int32_t* topk_idx;     // [max_rows, top_k]
+  float* topk_w;         // [max_rows, top_k]
+  int32_t* pos_ids;      // [max_rows] positions of a prefill
+  float* logits;         // [vocab] FP32
+  void* attn_ws;         // decode_attention partials for max_pos keys
   void* argmax_ws;
-  void* gemm_ws;       // GemmRunner::kWorkspaceBytes
+  void* gemm_ws;  // GemmRunner::kWorkspaceBytes
   uint64_t bytes;
 };
+
+int64_t router_ld(const ModelConfig& c) {
+  return (c.n_experts + 7) / 8 * 8;  // GemmRunner: a multiple of 8
+}
 
 uint64_t moe_ws_bytes(const ModelConfig& c, int64_t rows) {
   return std::max<uint64_t>(
       moe_decode_workspace_bytes(kMoeDecodeMaxT, c.top_k, c.moe_inter, c.shared_inter()),
-      moe_prefill_workspace_bytes(static_cast<int>(rows), c.top_k, c.n_experts, c.dim,
-                                  c.moe_inter, c.shared_inter()));
+      moe_prefill_workspace_bytes(static_cast<int>(rows), c.top_k, c.n_experts, c.dim, c.moe_inter,
+                                  c.shared_inter()));
 }
 
 Work carve_work(const ModelConfig& c, int64_t rows, uint8_t* base) {
@@ -83,6 +85,7 @@ Work carve_work(const ModelConfig& c, int64_t rows, uint8_t* base) {
   w.mlp = cv.take<uint16_t>(rows * 2 * c.dense_inter);
   w.moe_ws_bytes = moe_ws_bytes(c, rows);
   w.moe_ws = cv.take<uint8_t>(w.moe_ws_bytes);
+  w.router_logits = cv.take<float>(rows * router_ld(c));
   w.topk_idx = cv.take<int32_t>(rows * c.top_k);
   w.topk_w = cv.take<float>(rows * c.top_k);
   w.pos_ids = cv.take<int32_t>(rows);
@@ -192,12 +195,13 @@ struct GpuDecoder::Impl {
 
   // y = x·Wᵀ for m <= 8 rows, W = `parts` weights of `rows` rows each stacked along n (q|k|v):
   // gemv for BF16 (the call the BF16 path always made), gemv_quant otherwise.
-  Status gemv_w(const uint16_t* x, int64_t ldx, const QWeight* w, int parts, int64_t rows,
-                void* y, int64_t ldy, int m, int64_t k, GemvEpilogue ep) {
+  Status gemv_w(const uint16_t* x, int64_t ldx, const QWeight* w, int parts, int64_t rows, void* y,
+                int64_t ldy, int m, int64_t k, GemvEpilogue ep) {
     if (w[0].format == WeightFormat::kBf16) {
       GemvWeights g;
       g.parts = parts;
-      for (int i = 0; i < parts; ++i) g.w[i] = static_cast<const uint16_t*>(w[i].q), g.rows[i] = rows;
+      for (int i = 0; i < parts; ++i)
+        g.w[i] = static_cast<const uint16_t*>(w[i].q), g.rows[i] = rows;
       DSOCR_CUDA_TRY(gemv(x, ldx, g, k, y, ldy, m, k, ep, stream));
     } else {
       QGemvWeights g;
@@ -238,11 +242,11 @@ struct GpuDecoder::Impl {
     const int64_t d = cfg.dim;
     const int t = static_cast<int>(T);
     if (delta_bf16)
-      DSOCR_CUDA_TRY(add_rmsnorm(work.h, d, work.delta16, d, w, work.x, d, t, d, cfg.rms_eps,
-                                 stream));
+      DSOCR_CUDA_TRY(
+          add_rmsnorm(work.h, d, work.delta16, d, w, work.x, d, t, d, cfg.rms_eps, stream));
     else
-      DSOCR_CUDA_TRY(add_rmsnorm(work.h, d, work.delta, d, w, work.x, d, t, d, cfg.rms_eps,
-                                 stream));
+      DSOCR_CUDA_TRY(
+          add_rmsnorm(work.h, d, work.delta, d, w, work.x, d, t, d, cfg.rms_eps, stream));
     return Status::Ok();
   }
 
@@ -262,16 +266,16 @@ struct GpuDecoder::Impl {
     // the table's length (max_pos); decode_accept keeps pos inside the sequence's reserved pages.
     const int64_t bound = decode ? cfg.max_pos : seq.capacity();
     DSOCR_CUDA_TRY(rope_qk_append_kv(work.qkv, work.qkv + d, work.qkv + 2 * d, 3 * d, pos_dev,
-                                     work.qkv, 3 * d, pkv, bound, static_cast<int>(T),
-                                     cfg.n_heads, cfg.head_dim, cfg.rope_theta, stream));
+                                     work.qkv, 3 * d, pkv, bound, static_cast<int>(T), cfg.n_heads,
+                                     cfg.head_dim, cfg.rope_theta, stream));
     if (decode) {
       DSOCR_CUDA_TRY(decode_attention(work.qkv, pkv, pos_dev, work.attn, work.attn_ws, cfg.max_pos,
                                       cfg.n_heads, cfg.head_dim, scale, stream));
       DSOCR_TRY(gemv_w(work.attn, d, &Q.o, 1, d, work.delta, d, 1, d, GemvEpilogue::kStoreF32));
       delta_bf16 = false;
     } else {
-      DSOCR_CUDA_TRY(prefill_attention(work.qkv, 3 * d, pkv, pos, static_cast<int>(T), work.attn,
-                                       d, cfg.n_heads, cfg.head_dim, scale, stream));
+      DSOCR_CUDA_TRY(prefill_attention(work.qkv, 3 * d, pkv, pos, static_cast<int>(T), work.attn, d,
+                                       cfg.n_heads, cfg.head_dim, scale, stream));
       DSOCR_TRY(linear_w(work.attn, d, Q.o, d, d, work.delta16, d, T));
       delta_bf16 = true;
     }
@@ -289,8 +293,8 @@ struct GpuDecoder::Impl {
           DSOCR_CUDA_TRY(gemv_swiglu(work.x, d, L.dense.gate, L.dense.up, d, work.mlp, inter, 1,
                                      inter, d, stream));
         else
-          DSOCR_CUDA_TRY(gemv_quant_swiglu(work.x, d, Q.gate, Q.up, work.mlp, inter, 1, inter, d,
-                                           stream));
+          DSOCR_CUDA_TRY(
+              gemv_quant_swiglu(work.x, d, Q.gate, Q.up, work.mlp, inter, 1, inter, d, stream));
         DSOCR_TRY(gemv_w(work.mlp, inter, &Q.down, 1, d, work.delta, d, 1, inter,
                          GemvEpilogue::kStoreF32));
         delta_bf16 = false;
@@ -306,9 +310,20 @@ struct GpuDecoder::Impl {
       return Status::Ok();
     }
     delta_bf16 = false;  // both MoE paths store FP32
-    DSOCR_CUDA_TRY(moe_router(work.x, d, L.router, nullptr, work.topk_idx, work.topk_w,
-                              static_cast<int>(T), static_cast<int>(d), cfg.n_experts, cfg.top_k,
+    if (decode || T <= kMoeDecodeMaxT) {
+      DSOCR_CUDA_TRY(moe_router(work.x, d, L.router, nullptr, work.topk_idx, work.topk_w,
+                                static_cast<int>(T), static_cast<int>(d), cfg.n_experts, cfg.top_k,
+                                cfg.routed_scale, stream));
+    } else {  // the [T, n_experts] logits as one GEMM (FP32 out), then softmax + top-k
+      GemmArgs g;
+      g.m = T, g.n = cfg.n_experts, g.k = d;
+      g.a = work.x, g.lda = d, g.w = L.router, g.ldw = d;
+      g.out = work.router_logits, g.ldo = router_ld(cfg), g.out_f32 = true;
+      DSOCR_CUDA_TRY(gemm.run(g, stream));
+      DSOCR_CUDA_TRY(moe_topk(work.router_logits, router_ld(cfg), nullptr, work.topk_idx,
+                              work.topk_w, static_cast<int>(T), cfg.n_experts, cfg.top_k,
                               cfg.routed_scale, stream));
+    }
     if (expert_counts)
       DSOCR_CUDA_TRY(expert_count(work.topk_idx, T * cfg.top_k, cfg.n_experts,
                                   expert_counts + static_cast<int64_t>(l) * cfg.n_experts, stream));
@@ -347,8 +362,8 @@ struct GpuDecoder::Impl {
     for (int l = 0; l < cfg.n_layers; ++l) {
       const DecoderLayerWeights& L = w.layers[l];
       if (l == 0)
-        DSOCR_CUDA_TRY(rmsnorm_widen(work.in, d, work.h, d, L.in_norm, work.x, d, t, d,
-                                     cfg.rms_eps, stream));
+        DSOCR_CUDA_TRY(
+            rmsnorm_widen(work.in, d, work.h, d, L.in_norm, work.x, d, t, d, cfg.rms_eps, stream));
       else
         DSOCR_TRY(add_norm(L.in_norm, T));
       DSOCR_TRY(tap_rows(tap, l, T));
@@ -358,8 +373,8 @@ struct GpuDecoder::Impl {
     }
     DSOCR_TRY(add_norm(w.final_norm, T));
     DSOCR_TRY(tap_rows(tap, cfg.n_layers, T));
-    DSOCR_TRY(gemv_w(work.x + (T - 1) * d, d, &lm_head_q, 1, cfg.vocab, work.logits, cfg.vocab,
-                     1, d, GemvEpilogue::kStoreF32));
+    DSOCR_TRY(gemv_w(work.x + (T - 1) * d, d, &lm_head_q, 1, cfg.vocab, work.logits, cfg.vocab, 1,
+                     d, GemvEpilogue::kStoreF32));
     return Status::Ok();
   }
 
@@ -378,8 +393,8 @@ struct GpuDecoder::Impl {
     DSOCR_CUDA_TRY(cudaStreamWaitEvent(side, fork, 0));
     DSOCR_CUDA_TRY(ngram_ban(samp.ids, samp.state, ban, samp.banned, side));
     DSOCR_CUDA_TRY(cudaEventRecord(join, side));
-    DSOCR_CUDA_TRY(embed_rows(&samp.state->token, w.embed, work.in, cfg.dim, 1, cfg.vocab,
-                              cfg.dim, stream));
+    DSOCR_CUDA_TRY(
+        embed_rows(&samp.state->token, w.embed, work.in, cfg.dim, 1, cfg.vocab, cfg.dim, stream));
     DSOCR_TRY(forward(1, &samp.state->pos, /*decode=*/true, nullptr));
     DSOCR_CUDA_TRY(cudaStreamWaitEvent(stream, join, 0));
     return sample(/*banned_ready=*/true);
@@ -398,15 +413,15 @@ Status bind_formats(GpuDecoder::Impl& m, const QuantPolicy& quant) {
     return qweight_in_slot(p, f.format, n, k, f.group);
   };
   // An MLP's three weights -> MlpWeights + MlpScales; one format and group for all three.
-  auto mlp = [&](const MlpWeights& w, TensorClass cls, int64_t inter, MlpWeights* mw,
-                 MlpScales* sc, WeightFormat* f, int* group) -> Status {
+  auto mlp = [&](const MlpWeights& w, TensorClass cls, int64_t inter, MlpWeights* mw, MlpScales* sc,
+                 WeightFormat* f, int* group) -> Status {
     const QWeight g = qw(w.gate, cls, inter, d), u = qw(w.up, cls, inter, d),
                   dn = qw(w.down, cls, d, inter);
     if (g.format != dn.format || g.group != dn.group)
-      return Status::Error(strfmt("%s: gate/up stored as %s, down as %s; the decode MoE needs one "
-                                  "format per MLP; use --quant-group 64 or int8",
-                                  tensor_class_name(cls), weight_format_name(g.format),
-                                  weight_format_name(dn.format)));
+      return Status::Error(strfmt(
+          "%s: gate/up stored as %s, down as %s; the decode MoE needs one "
+          "format per MLP; use --quant-group 64 or int8",
+          tensor_class_name(cls), weight_format_name(g.format), weight_format_name(dn.format)));
     *mw = w;
     *sc = {g.scale, u.scale, dn.scale};
     *f = g.format, *group = g.group;
@@ -455,13 +470,10 @@ uint64_t GpuDecoder::sampling_bytes(const ModelConfig& cfg) {
 GpuDecoder::GpuDecoder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 GpuDecoder::~GpuDecoder() = default;
 
-Expected<std::unique_ptr<GpuDecoder>> GpuDecoder::create(const ModelConfig& cfg,
-                                                         const DecoderWeights& w, int64_t max_rows,
-                                                         uint8_t* work, uint64_t work_bytes,
-                                                         uint8_t* kv, uint64_t kv_bytes,
-                                                         uint8_t* sampling, uint64_t samp_bytes,
-                                                         cudaStream_t stream,
-                                                         const QuantPolicy& quant) {
+Expected<std::unique_ptr<GpuDecoder>> GpuDecoder::create(
+    const ModelConfig& cfg, const DecoderWeights& w, int64_t max_rows, uint8_t* work,
+    uint64_t work_bytes, uint8_t* kv, uint64_t kv_bytes, uint8_t* sampling, uint64_t samp_bytes,
+    cudaStream_t stream, const QuantPolicy& quant) {
   if (max_rows < 1 || max_rows > cfg.max_pos)
     return Status::Error(strfmt("decoder: max_rows %lld outside 1..%d",
                                 static_cast<long long>(max_rows), cfg.max_pos));
@@ -476,15 +488,16 @@ Expected<std::unique_ptr<GpuDecoder>> GpuDecoder::create(const ModelConfig& cfg,
     return Status::Error("decoder: model shape outside the GPU kernels' limits");
   const KvGeometry geo = KvGeometry::fit(cfg.n_layers, cfg.dim, kKvPageSize, kv_bytes);
   if (geo.n_pages < 1)
-    return Status::Error(strfmt("KV cache region of %llu bytes holds no page of %d tokens; raise "
-                                "--gpu-mem",
-                                static_cast<unsigned long long>(kv_bytes), kKvPageSize));
+    return Status::Error(
+        strfmt("KV cache region of %llu bytes holds no page of %d tokens; raise "
+               "--gpu-mem",
+               static_cast<unsigned long long>(kv_bytes), kKvPageSize));
   auto impl = std::make_unique<Impl>(cfg, w, max_rows, work, reinterpret_cast<uint16_t*>(kv), geo,
                                      sampling, stream);
   DSOCR_CUDA_TRY(impl->gemm.init(impl->work.gemm_ws, GemmRunner::kWorkspaceBytes));
   DSOCR_TRY(bind_formats(*impl, quant));
-  DSOCR_CUDA_TRY(cudaHostAlloc(reinterpret_cast<void**>(&impl->host_state),
-                               2 * sizeof(DecodeSeqState), 0));
+  DSOCR_CUDA_TRY(
+      cudaHostAlloc(reinterpret_cast<void**>(&impl->host_state), 2 * sizeof(DecodeSeqState), 0));
   for (auto& e : impl->ev) DSOCR_CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
   DSOCR_CUDA_TRY(cudaEventCreateWithFlags(&impl->fork, cudaEventDisableTiming));
   DSOCR_CUDA_TRY(cudaEventCreateWithFlags(&impl->join, cudaEventDisableTiming));
@@ -505,8 +518,8 @@ Status GpuDecoder::write_rows(int64_t row0, const uint16_t* host, int64_t n) {
                                 static_cast<long long>(row0), static_cast<long long>(row0 + n),
                                 static_cast<long long>(m.max_rows)));
   const int64_t d = m.cfg.dim;
-  DSOCR_CUDA_TRY(cudaMemcpyAsync(m.work.in + row0 * d, host, n * d * 2, cudaMemcpyHostToDevice,
-                                 m.stream));
+  DSOCR_CUDA_TRY(
+      cudaMemcpyAsync(m.work.in + row0 * d, host, n * d * 2, cudaMemcpyHostToDevice, m.stream));
   DSOCR_CUDA_TRY(cudaStreamSynchronize(m.stream));
   return Status::Ok();
 }
@@ -521,14 +534,16 @@ Status GpuDecoder::begin(const std::vector<int32_t>& prompt, int max_new, const 
   const int64_t T = static_cast<int64_t>(prompt.size());
   if (T < 1) return Status::Error("empty prompt");
   if (T > m.max_rows)
-    return Status::Error(strfmt("prompt of %lld tokens exceeds the %lld rows the decoder was "
-                                "planned for; use a smaller mode or fewer crops",
-                                static_cast<long long>(T), static_cast<long long>(m.max_rows)));
+    return Status::Error(
+        strfmt("prompt of %lld tokens exceeds the %lld rows the decoder was "
+               "planned for; use a smaller mode or fewer crops",
+               static_cast<long long>(T), static_cast<long long>(m.max_rows)));
   if (max_new < 1) return Status::Error("max new tokens must be >= 1");
   if (T + max_new > c.max_pos)
-    return Status::Error(strfmt("prompt of %lld tokens + %d new tokens exceeds the %d-token "
-                                "context; lower --max-tokens",
-                                static_cast<long long>(T), max_new, c.max_pos));
+    return Status::Error(
+        strfmt("prompt of %lld tokens + %d new tokens exceeds the %d-token "
+               "context; lower --max-tokens",
+               static_cast<long long>(T), max_new, c.max_pos));
   for (int32_t id : prompt)
     if (id < 0 || id >= c.vocab)
       return Status::Error(strfmt("prompt id %d is outside the vocabulary [0, %d)", id, c.vocab));
@@ -541,14 +556,14 @@ Status GpuDecoder::begin(const std::vector<int32_t>& prompt, int max_new, const 
   m.prefilled = false;
   DSOCR_CUDA_TRY(cudaMemcpyAsync(m.samp.page_table, m.seq.pages.data(), m.seq.pages.size() * 4,
                                  cudaMemcpyHostToDevice, m.stream));
-  DSOCR_CUDA_TRY(cudaMemcpyAsync(m.samp.ids, prompt.data(), T * 4, cudaMemcpyHostToDevice,
-                                 m.stream));
+  DSOCR_CUDA_TRY(
+      cudaMemcpyAsync(m.samp.ids, prompt.data(), T * 4, cudaMemcpyHostToDevice, m.stream));
   std::vector<int32_t> pos(T);
   for (int64_t i = 0; i < T; ++i) pos[i] = static_cast<int32_t>(i);
-  DSOCR_CUDA_TRY(cudaMemcpyAsync(m.work.pos_ids, pos.data(), T * 4, cudaMemcpyHostToDevice,
-                                 m.stream));
-  DSOCR_CUDA_TRY(embed_rows(m.samp.ids, m.w.embed, m.work.in, c.dim, static_cast<int>(T),
-                            c.vocab, c.dim, m.stream));
+  DSOCR_CUDA_TRY(
+      cudaMemcpyAsync(m.work.pos_ids, pos.data(), T * 4, cudaMemcpyHostToDevice, m.stream));
+  DSOCR_CUDA_TRY(embed_rows(m.samp.ids, m.w.embed, m.work.in, c.dim, static_cast<int>(T), c.vocab,
+                            c.dim, m.stream));
   // The state as of the prompt: the next accepted token goes to ids[T], K/V row T.
   DecodeSeqState s;
   s.len = static_cast<int32_t>(T), s.prompt_len = s.len, s.pos = s.len - 1;
@@ -644,11 +659,11 @@ Status GpuDecoder::forced_step(int32_t token, float* logits) {
   s.pos = static_cast<int32_t>(m.pos), s.token = token;
   s.max_new = m.max_new, s.capacity = static_cast<int32_t>(m.seq.capacity());
   DSOCR_CUDA_TRY(cudaMemcpyAsync(m.samp.state, &s, sizeof s, cudaMemcpyHostToDevice, m.stream));
-  DSOCR_CUDA_TRY(embed_rows(&m.samp.state->token, m.w.embed, m.work.in, c.dim, 1, c.vocab,
-                            c.dim, m.stream));
+  DSOCR_CUDA_TRY(
+      embed_rows(&m.samp.state->token, m.w.embed, m.work.in, c.dim, 1, c.vocab, c.dim, m.stream));
   DSOCR_TRY(m.forward(1, &m.samp.state->pos, /*decode=*/true, nullptr));
-  DSOCR_CUDA_TRY(cudaMemcpyAsync(logits, m.work.logits, c.vocab * 4, cudaMemcpyDeviceToHost,
-                                 m.stream));
+  DSOCR_CUDA_TRY(
+      cudaMemcpyAsync(logits, m.work.logits, c.vocab * 4, cudaMemcpyDeviceToHost, m.stream));
   DSOCR_CUDA_TRY(cudaStreamSynchronize(m.stream));
   m.pos += 1;
   return Status::Ok();

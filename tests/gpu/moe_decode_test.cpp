@@ -74,15 +74,33 @@ std::vector<double> moe_eval(const Layer& L, const std::vector<uint16_t>& x, int
   return out;
 }
 
-// Router on the device vs moe_router_ref; returns the device's top-k (ids, weights).
+// Router on the device vs moe_router_ref; returns the device's top-k (ids, weights). gemm_logits:
+// the prefill's way, logits x·Wᵀ (here in float64 on the host, rounded to FP32) through moe_topk.
 void check_router(const Layer& L, const std::vector<uint16_t>& x, int T, const std::string& name,
-                  std::vector<int32_t>* idx_out, std::vector<float>* w_out) {
+                  std::vector<int32_t>* idx_out, std::vector<float>* w_out,
+                  bool gemm_logits = false) {
   const Shape& s = L.s;
   DevBuf<uint16_t> dx(x);
   DevBuf<float> dprobs(T * s.n_experts), dw(T * s.top_k);
   DevBuf<int32_t> didx(T * s.top_k);
-  LAUNCH_OK(moe_router(dx.get(), s.dim, L.router_d, dprobs.get(), didx.get(), dw.get(), T, s.dim,
-                       s.n_experts, s.top_k, 1.0f, nullptr));
+  if (!gemm_logits) {
+    LAUNCH_OK(moe_router(dx.get(), s.dim, L.router_d, dprobs.get(), didx.get(), dw.get(), T, s.dim,
+                         s.n_experts, s.top_k, 1.0f, nullptr));
+  } else {
+    const int64_t ld = s.n_experts + 3;  // a padded row stride
+    std::vector<float> logits(static_cast<size_t>(T) * ld, std::nanf(""));
+    for (int t = 0; t < T; ++t)
+      for (int e = 0; e < s.n_experts; ++e) {
+        double acc = 0;
+        for (int q = 0; q < s.dim; ++q)
+          acc += static_cast<double>(bf16_to_f32(x[static_cast<size_t>(t) * s.dim + q])) *
+                 bf16_to_f32(L.router_h[static_cast<size_t>(e) * s.dim + q]);
+        logits[t * ld + e] = static_cast<float>(acc);
+      }
+    DevBuf<float> dl(logits);
+    LAUNCH_OK(moe_topk(dl.get(), ld, dprobs.get(), didx.get(), dw.get(), T, s.n_experts, s.top_k,
+                       1.0f, nullptr));
+  }
   const std::vector<float> probs = dprobs.download(), w = dw.download();
   const std::vector<int32_t> idx = didx.download();
   std::vector<float> xf = widen(x), rp(T * s.n_experts), rw(T * s.top_k);
@@ -204,6 +222,56 @@ TEST_F(MoeModel, GraphCaptureMatchesDirect) {
   cudaGraphExecDestroy(ge);
   cudaGraphDestroy(g);
   cudaStreamDestroy(st);
+}
+
+// The prefill router (8 tokens per block from T = 9 on, a ragged last block) against
+// moe_router_ref, and bitwise against the decode router run over the same rows 8 at a time: the
+// logits of a token must not depend on T (the prefill's routing is the decode's).
+TEST_F(MoeModel, RouterPrefillMatchesDecodeBitwise) {
+  DSOCR_SKIP_WITHOUT_GPU();
+  const Shape& s = kModel;
+  for (int T : {9, 37, 912}) {
+    Rng rng(700 + T);
+    const std::vector<uint16_t> x = random_bf16(rng, static_cast<size_t>(T) * s.dim);
+    std::vector<int32_t> idx;
+    std::vector<float> w;
+    check_router(*layer_, x, T, "prefill T=" + std::to_string(T), &idx, &w);
+    DevBuf<uint16_t> dx(x);
+    DevBuf<float> dprobs(T * s.n_experts), dw(T * s.top_k);
+    DevBuf<int32_t> didx(T * s.top_k);
+    LAUNCH_OK(moe_router(dx.get(), s.dim, layer_->router_d, dprobs.get(), didx.get(), dw.get(), T,
+                         s.dim, s.n_experts, s.top_k, 1.0f, nullptr));
+    EXPECT_EQ(idx, didx.download()) << "T=" << T << ": not deterministic";
+    DevBuf<float> dprobs1(T * s.n_experts), dw1(T * s.top_k);  // poisoned
+    DevBuf<int32_t> didx1(T * s.top_k);
+    for (int t0 = 0; t0 < T; t0 += kMoeDecodeMaxT) {
+      const int n = std::min(kMoeDecodeMaxT, T - t0);
+      LAUNCH_OK(moe_router(dx.get() + static_cast<size_t>(t0) * s.dim, s.dim, layer_->router_d,
+                           dprobs1.get() + t0 * s.n_experts, didx1.get() + t0 * s.top_k,
+                           dw1.get() + t0 * s.top_k, n, s.dim, s.n_experts, s.top_k, 1.0f,
+                           nullptr));
+    }
+    EXPECT_EQ(dprobs.download(), dprobs1.download()) << "T=" << T;
+    EXPECT_EQ(idx, didx1.download()) << "T=" << T;
+    EXPECT_EQ(w, dw1.download()) << "T=" << T;
+  }
+}
+
+// The prefill's routing: GEMM logits through moe_topk (ragged warp count per block), against
+// moe_router_ref and against moe_router on the same rows (equal ids but at near-ties).
+TEST_F(MoeModel, TopkOfGemmLogits) {
+  DSOCR_SKIP_WITHOUT_GPU();
+  for (int T : {1, 9, 37, 300}) {
+    Rng rng(700 + T);
+    const std::vector<uint16_t> x = random_bf16(rng, static_cast<size_t>(T) * kModel.dim);
+    std::vector<int32_t> idx, idx_router;
+    std::vector<float> w, w_router;
+    check_router(*layer_, x, T, "topk(gemm) T=" + std::to_string(T), &idx, &w, true);
+    check_router(*layer_, x, T, "router T=" + std::to_string(T), &idx_router, &w_router);
+    int same = 0;
+    for (size_t i = 0; i < idx.size(); ++i) same += idx[i] == idx_router[i];
+    std::printf("  topk(gemm) vs router T=%d: %d of %zu ids equal\n", T, same, idx.size());
+  }
 }
 
 TEST(Moe, OddShapes) {
