@@ -14,7 +14,8 @@ namespace dsocr {
 
 // out[t, h] = softmax_j(scale · q[t, h] · k[j, h]) · v[j, h] over keys j = 0 .. p0 + t, FP32
 // scores, softmax and accumulation, the output rounded to BF16 once. FlashAttention-2 (Dao 2023):
-// a block owns 64 queries of one head and walks the 64-key tiles up to the diagonal.
+// a block owns 64 queries of one head; two warp groups walk the even and the odd 64-key tiles up to
+// the diagonal and merge their softmax states.
 // PRECOND: head_dim == 128; n_heads >= 1; T >= 1; 0 <= p0, p0 + T <= INT32_MAX; keys/values of
 // positions 0 .. p0+T-1 already written (page_table covers them); page_size in {16, 32, 64}; ldq,
 // ldo multiples of 8 and >= n_heads·head_dim; q, kv.k, kv.v, out 16-byte aligned; out does not

@@ -137,6 +137,7 @@ struct GpuDecoder::Impl {
   // pointer, format kBf16). Index = layer.
   struct LayerQ {
     QWeight qkv[3], o, gate, up, down;
+    bool qkv_adjacent = false;  // BF16 q|k|v back to back (planner slot_order): one GEMM
   };
   std::vector<LayerQ> lq;
   QWeight lm_head_q;
@@ -257,6 +258,9 @@ struct GpuDecoder::Impl {
     const float scale = 1.f / std::sqrt(static_cast<float>(cfg.head_dim));
     if (decode) {
       DSOCR_TRY(gemv_w(work.x, d, Q.qkv, 3, d, work.qkv, 3 * d, 1, d, GemvEpilogue::kStoreBf16));
+    } else if (Q.qkv_adjacent) {  // one [T, 3 dim] GEMM instead of three [T, dim] ones
+      DSOCR_TRY(linear(work.x, d, static_cast<const uint16_t*>(Q.qkv[0].q), 3 * d, d, work.qkv,
+                       3 * d, T));
     } else {
       for (int i = 0; i < 3; ++i)
         DSOCR_TRY(linear_w(work.x, d, Q.qkv[i], d, d, work.qkv + i * d, 3 * d, T));
@@ -434,6 +438,11 @@ Status bind_formats(GpuDecoder::Impl& m, const QuantPolicy& quant) {
     Q.qkv[0] = qw(L.q, TensorClass::kAttn, d, d);
     Q.qkv[1] = qw(L.k, TensorClass::kAttn, d, d);
     Q.qkv[2] = qw(L.v, TensorClass::kAttn, d, d);
+    const auto* q16 = static_cast<const uint16_t*>(Q.qkv[0].q);
+    Q.qkv_adjacent = Q.qkv[0].format == WeightFormat::kBf16 &&
+                     Q.qkv[1].format == WeightFormat::kBf16 &&
+                     Q.qkv[2].format == WeightFormat::kBf16 && Q.qkv[1].q == q16 + d * d &&
+                     Q.qkv[2].q == q16 + 2 * d * d;
     Q.o = qw(L.o, TensorClass::kAttn, d, d);
     if (!L.moe) {
       Q.gate = qw(L.dense.gate, TensorClass::kDenseMlp, c.dense_inter, d);

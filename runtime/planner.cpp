@@ -1,14 +1,14 @@
 #include "runtime/planner.h"
 
-#include "runtime/decoder_gpu.h"
-#include "runtime/kv_cache.h"
-
 #include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <unordered_map>
 
 #include "runtime/cuda_check.h"
+#include "runtime/decoder_gpu.h"
+#include "runtime/kv_cache.h"
 #include "runtime/vision_gpu.h"
 
 namespace dsocr {
@@ -148,8 +148,8 @@ uint64_t vision_workspace_bytes(const ModelConfig& cfg, Mode mode) {
 // Decoder activations: the GPU decoder's own carving of its region (runtime/decoder_gpu.cpp) for
 // a prefill of max_batch x prompt_tokens rows (input rows, FP32 residual, normed, q|k|v, attention,
 // sublayer outputs, dense gate|up, MoE scratch, router outputs; ~106 KB per row, half of it MoE
-// scratch) + the row-independent buffers: FP32 logits, decode-attention partials for 8192 keys, argmax scratch,
-// cuBLASLt's 32 MiB workspace. Gundam (1,128 rows) ~155 MB.
+// scratch) + the row-independent buffers: FP32 logits, decode-attention partials for 8192 keys,
+// argmax scratch, cuBLASLt's 32 MiB workspace. Gundam (1,128 rows) ~155 MB.
 uint64_t decoder_activation_bytes(const ModelConfig& cfg, int prompt_tokens, int max_batch) {
   return GpuDecoder::workspace_bytes(cfg, static_cast<int64_t>(prompt_tokens) * max_batch) +
          static_cast<uint64_t>(max_batch - 1) * cfg.vocab * 4;
@@ -297,6 +297,41 @@ bool to_host(const ModelConfig& cfg, const WeightEntry& w, const Offload& off, i
 
 // Lays out the regions of `p` (whose resolved options are set) under `off`: the device weight
 // regions per class, the expert cache, KV cache, activations and sampling state; the host pool.
+// The order slots are laid out in: checkpoint order, except that a decoder layer's self_attn
+// k_proj and v_proj follow its q_proj (the checkpoint sorts them k, o, q, v). Adjacent BF16 q|k|v
+// slots let the prefill compute them as one [3 dim, dim] GEMM (GpuDecoder checks adjacency).
+std::vector<size_t> slot_order(const std::vector<WeightEntry>& weights) {
+  static const std::string kQ = "self_attn.q_proj.weight";
+  static const char* const kFollow[2] = {"self_attn.k_proj.weight", "self_attn.v_proj.weight"};
+  auto ends_with = [](const std::string& s, const std::string& t) {
+    return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
+  };
+  std::unordered_map<std::string, size_t> by_name;
+  for (size_t i = 0; i < weights.size(); ++i) by_name.emplace(weights[i].name, i);
+  std::vector<bool> follows(weights.size(), false);  // placed right after its layer's q_proj
+  for (const WeightEntry& w : weights) {
+    if (!ends_with(w.name, kQ)) continue;
+    const std::string prefix = w.name.substr(0, w.name.size() - kQ.size());
+    for (const char* f : kFollow) {
+      const auto it = by_name.find(prefix + f);
+      if (it != by_name.end()) follows[it->second] = true;
+    }
+  }
+  std::vector<size_t> order;
+  order.reserve(weights.size());
+  for (size_t i = 0; i < weights.size(); ++i) {
+    if (follows[i]) continue;
+    order.push_back(i);
+    if (!ends_with(weights[i].name, kQ)) continue;
+    const std::string prefix = weights[i].name.substr(0, weights[i].name.size() - kQ.size());
+    for (const char* f : kFollow) {
+      const auto it = by_name.find(prefix + f);
+      if (it != by_name.end()) order.push_back(it->second);
+    }
+  }
+  return order;
+}
+
 Status lay_out(const ModelConfig& cfg, const std::vector<WeightEntry>& weights, const Offload& off,
                MemoryPlan& p) {
   p.regions.clear();
@@ -310,7 +345,7 @@ Status lay_out(const ModelConfig& cfg, const std::vector<WeightEntry>& weights, 
   };
 
   // Weights, one region per class in TensorClass order (per pool: [0] device, [1] host); tensors
-  // in checkpoint order inside, each slot sized for its stored format.
+  // in slot_order inside, each slot sized for its stored format.
   constexpr int kClasses = kTensorClassCount;
   std::vector<uint64_t> class_bytes[2] = {std::vector<uint64_t>(kClasses, 0),
                                           std::vector<uint64_t>(kClasses, 0)};
@@ -321,7 +356,7 @@ Status lay_out(const ModelConfig& cfg, const std::vector<WeightEntry>& weights, 
   std::vector<TensorSlot> slots(weights.size());
   std::vector<bool> cache_layer(cfg.n_layers, false);
   ExpertCachePlan& ec = p.expert_cache;
-  for (size_t i = 0; i < weights.size(); ++i) {
+  for (const size_t i : slot_order(weights)) {
     const WeightEntry& w = weights[i];
     const int c = static_cast<int>(w.cls);
     if (c < 0 || c >= kClasses)
@@ -402,8 +437,8 @@ Status lay_out(const ModelConfig& cfg, const std::vector<WeightEntry>& weights, 
              strfmt("the GPU encoder's carving for mode %s", mode_spec(p.mode).name));
   add_region("decoder", RegionKind::kActivations,
              decoder_activation_bytes(cfg, p.prompt_tokens, p.max_batch),
-             strfmt("the GPU decoder's carving: prefill of %d x %d rows + logits",
-                    p.max_batch, p.prompt_tokens));
+             strfmt("the GPU decoder's carving: prefill of %d x %d rows + logits", p.max_batch,
+                    p.prompt_tokens));
   add_region("sampling", RegionKind::kSampling, sampling_state_bytes(cfg, p.max_batch),
              strfmt("%d sequence(s): history, n-gram table, banned mask", p.max_batch));
   p.total = cursor;
