@@ -338,6 +338,29 @@ QuantPolicy quant(const char* name, int group = 128) {
   return *p;
 }
 
+// slot_order: each decoder layer's q_proj, k_proj and v_proj slots back to back in that order
+// (the checkpoint sorts them k, o, q, v), so the BF16 prefill runs q|k|v as one GEMM; o_proj and
+// every other tensor keep a slot of their own.
+TEST(Planner, QkvSlotsAdjacent) {
+  const ModelConfig cfg;
+  std::vector<WeightEntry> weights = official_weights();
+  // In name order, as a safetensors header lists them (k_proj, o_proj, q_proj, v_proj).
+  std::sort(weights.begin(), weights.end(),
+            [](const WeightEntry& a, const WeightEntry& b) { return a.name < b.name; });
+  Expected<MemoryPlan> p = plan_memory(cfg, weights, no_gpu());
+  ASSERT_TRUE(p.ok()) << p.message();
+  for (int l = 0; l < cfg.n_layers; ++l) {
+    const std::string pre = "model.layers." + std::to_string(l) + ".self_attn.";
+    const TensorSlot* q = p->find_tensor(pre + "q_proj.weight");
+    const TensorSlot* k = p->find_tensor(pre + "k_proj.weight");
+    const TensorSlot* v = p->find_tensor(pre + "v_proj.weight");
+    ASSERT_TRUE(q && k && v) << pre;
+    EXPECT_EQ(q->nbytes, 1280u * 1280 * 2);
+    EXPECT_EQ(p->tensor_offset(*k), p->tensor_offset(*q) + q->nbytes) << pre;
+    EXPECT_EQ(p->tensor_offset(*v), p->tensor_offset(*k) + k->nbytes) << pre;
+  }
+}
+
 // Weight regions of the Gundam plan under each policy, from the formula (kernels/quant.h):
 // INT8 [n, k] = n·k + 2n bytes, INT4 = n·k/2 + 2n·k/G, each slot rounded up to 256 B. Decoder
 // linear classes, BF16 -> INT8 -> INT4 g128:
