@@ -53,8 +53,9 @@ constexpr int kKeyGroups = 2;
 constexpr int smem_bytes(int S) {
   return kTileBytes * (1 + 4 * S);
 }
-// Merge state of a group-1 thread (S = 2): O (16 n-tiles x 4), m, l of its two rows.
-constexpr int kStateFloats = kHd / 8 * 4 + 4;
+// Merge state of a group-1 thread (S = 2): O (16 n-tiles x 4), then m and l of its two rows.
+constexpr int kStateO = kHd / 8 * 4, kStateM = kStateO, kStateL = kStateO + 2;
+constexpr int kStateFloats = kStateO + 4;
 static_assert(kStateFloats * kThreads * 4 <= 4 * kTileBytes, "fits group 1's K/V buffers");
 
 // Byte offset of 16-byte chunk c of row r in a swizzled [rows][128] BF16 tile.
@@ -254,16 +255,16 @@ __global__ void __launch_bounds__(S* kThreads, 1)
         for (int i = 0; i < 4; ++i) st[(jn * 4 + i) * kThreads + gtid] = o[jn][i];
 #pragma unroll
       for (int rr = 0; rr < 2; ++rr) {
-        st[(kHd / 2 + rr) * kThreads + gtid] = m_run[rr];
-        st[(kHd / 2 + 2 + rr) * kThreads + gtid] = l_run[rr];
+        st[(kStateM + rr) * kThreads + gtid] = m_run[rr];
+        st[(kStateL + rr) * kThreads + gtid] = l_run[rr];
       }
     }
     __syncthreads();
     if (grp == 1) return;
 #pragma unroll
     for (int rr = 0; rr < 2; ++rr) {
-      const float m1 = st[(kHd / 2 + rr) * kThreads + gtid];
-      const float l1 = st[(kHd / 2 + 2 + rr) * kThreads + gtid];
+      const float m1 = st[(kStateM + rr) * kThreads + gtid];
+      const float l1 = st[(kStateL + rr) * kThreads + gtid];
       const float m = fmaxf(m_run[rr], m1);
       const float a0 = exp2f((m_run[rr] - m) * scale_log2);
       const float a1 = exp2f((m1 - m) * scale_log2);  // 0 when group 1 saw no key (m1 = -inf)

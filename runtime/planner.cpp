@@ -303,18 +303,16 @@ bool to_host(const ModelConfig& cfg, const WeightEntry& w, const Offload& off, i
 std::vector<size_t> slot_order(const std::vector<WeightEntry>& weights) {
   static const std::string kQ = "self_attn.q_proj.weight";
   static const char* const kFollow[2] = {"self_attn.k_proj.weight", "self_attn.v_proj.weight"};
-  auto ends_with = [](const std::string& s, const std::string& t) {
-    return s.size() >= t.size() && s.compare(s.size() - t.size(), t.size(), t) == 0;
-  };
   std::unordered_map<std::string, size_t> by_name;
   for (size_t i = 0; i < weights.size(); ++i) by_name.emplace(weights[i].name, i);
-  std::vector<bool> follows(weights.size(), false);  // placed right after its layer's q_proj
-  for (const WeightEntry& w : weights) {
-    if (!ends_with(w.name, kQ)) continue;
-    const std::string prefix = w.name.substr(0, w.name.size() - kQ.size());
+  std::vector<std::vector<size_t>> followers(weights.size());  // of each q_proj: its k, v
+  std::vector<bool> follows(weights.size(), false);
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const std::string& n = weights[i].name;
+    if (n.size() < kQ.size() || n.compare(n.size() - kQ.size(), kQ.size(), kQ) != 0) continue;
     for (const char* f : kFollow) {
-      const auto it = by_name.find(prefix + f);
-      if (it != by_name.end()) follows[it->second] = true;
+      const auto it = by_name.find(n.substr(0, n.size() - kQ.size()) + f);
+      if (it != by_name.end()) followers[i].push_back(it->second), follows[it->second] = true;
     }
   }
   std::vector<size_t> order;
@@ -322,12 +320,7 @@ std::vector<size_t> slot_order(const std::vector<WeightEntry>& weights) {
   for (size_t i = 0; i < weights.size(); ++i) {
     if (follows[i]) continue;
     order.push_back(i);
-    if (!ends_with(weights[i].name, kQ)) continue;
-    const std::string prefix = weights[i].name.substr(0, weights[i].name.size() - kQ.size());
-    for (const char* f : kFollow) {
-      const auto it = by_name.find(prefix + f);
-      if (it != by_name.end()) order.push_back(it->second);
-    }
+    order.insert(order.end(), followers[i].begin(), followers[i].end());
   }
   return order;
 }

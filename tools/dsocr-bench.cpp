@@ -546,15 +546,19 @@ Status run_kernels(const Args& a) {
                                          static_cast<int>(d), static_cast<int>(E),
                                          static_cast<int>(K), c.routed_scale, s);
                      }});
+    // moe_decode of T tokens (ids, weights) on one copy of the weights, FP32 out.
+    auto moe_call = [=](const MoeDeviceWeights& w, const int32_t* ids, const float* wts, int T,
+                        cudaStream_t s) {
+      return moe_decode(x->as<uint16_t>(), d, ids, wts, w, y->as<float>(), d,
+                        GemvEpilogue::kStoreF32, ws->as<void>(), T, static_cast<int>(d),
+                        static_cast<int>(E), static_cast<int>(K), static_cast<int>(mi),
+                        static_cast<int>(si), s);
+    };
     const double moe_bytes = (K * 3.0 * eb + 3.0 * shb);
     cases.push_back({"decode.moe 6 experts + shared", c.n_layers - c.first_dense, moe_bytes,
                      2.0 * (K * 3.0 * mi + 3.0 * si) * d, [=](int i, cudaStream_t s) {
-                       return moe_decode(x->as<uint16_t>(), d, dids + (i % kRot) * K,
-                                         dw + (i % kRot) * K, mw[i % sh_copies], y->as<float>(), d,
-                                         GemvEpilogue::kStoreF32, ws->as<void>(), 1,
-                                         static_cast<int>(d), static_cast<int>(E),
-                                         static_cast<int>(K), static_cast<int>(mi),
-                                         static_cast<int>(si), s);
+                       return moe_call(mw[i % sh_copies], dids + (i % kRot) * K,
+                                       dw + (i % kRot) * K, 1, s);
                      }});
     // Batched decode, 8 tokens with random distinct top-k each: every distinct expert is read
     // once for all the tokens that chose it; bytes = the mean distinct experts of the sets.
@@ -567,11 +571,7 @@ Status run_kernels(const Args& a) {
                      0, distinct * 3.0 * eb + 3.0 * shb, 2.0 * kT * (K * 3.0 * mi + 3.0 * si) * d,
                      [=](int i, cudaStream_t s) {
                        const size_t set = static_cast<size_t>(i % kRot) * kT * K;
-                       return moe_decode(
-                           x->as<uint16_t>(), d, dids8 + set, dw8 + set, mw[i % sh_copies],
-                           y->as<float>(), d, GemvEpilogue::kStoreF32, ws->as<void>(), kT,
-                           static_cast<int>(d), static_cast<int>(E), static_cast<int>(K),
-                           static_cast<int>(mi), static_cast<int>(si), s);
+                       return moe_call(mw[i % sh_copies], dids8 + set, dw8 + set, kT, s);
                      }});
     // mixed: INT4 g128 routed experts, INT8 shared experts, in the same buffers (each quantized
     // matrix at the start of its BF16-sized slot, its scales after the values).
@@ -598,12 +598,8 @@ Status run_kernels(const Args& a) {
                               3.0 * quant_bytes(WeightFormat::kInt8, si, d, 0);
     cases.push_back({"quant.mixed.moe 6 int4 experts + int8 shared", 0, qmoe_bytes,
                      2.0 * (K * 3.0 * mi + 3.0 * si) * d, [=](int i, cudaStream_t s) {
-                       return moe_decode(x->as<uint16_t>(), d, dids + (i % kRot) * K,
-                                         dw + (i % kRot) * K, qw[i % sh_copies], y->as<float>(), d,
-                                         GemvEpilogue::kStoreF32, ws->as<void>(), 1,
-                                         static_cast<int>(d), static_cast<int>(E),
-                                         static_cast<int>(K), static_cast<int>(mi),
-                                         static_cast<int>(si), s);
+                       return moe_call(qw[i % sh_copies], dids + (i % kRot) * K,
+                                       dw + (i % kRot) * K, 1, s);
                      }});
   }
   {  // Dense layer 0
