@@ -21,24 +21,29 @@
 //  3. down grouped GEMM: BM rows × 256 output columns, A = act rows (contiguous per group),
 //     FP32 stored at the row's slot t·top_k + k (shared: T·top_k + t).
 //  4. combine: per token, Σ_k w_k·out[t, k] (k = 0..top_k-1) + out_shared[t] in FP32, epilogue.
-// GEMM block: 256 threads = 2 × 4 warps of BM/2 rows × 64 B-columns (BM/32 × 8 mma tiles
-// m16n8k16), K-steps of 32 through a 4-stage cp.async pipeline. BM = 64 (default: 80 KB of shared
-// memory, 2 blocks per SM) or 128 (96 KB, 1 block per SM; fewer L2 reads of the weights, but
-// slower on H100 at T = 912: 380 vs 355 µs, MoePrefillTuning sweeps it).
+// GEMM block: 256 threads, K-steps of 32 through a cp.async pipeline; B = 256 weight rows.
+//  * BF16, BM = 128 (default for BF16): on sm_90a two warpgroups, each 64 rows × 256 columns by
+//    wgmma m64n256k16 from shared memory (wgmma_mainloop, 6 stages, 144 KB, 1 block per SM); a
+//    build without sm_90a runs the mma.sync loop below on the same tile.
+//  * otherwise (quantized weights, or BM = 64): 2 × 4 warps of BM/2 rows × 64 B-columns (BM/32 × 8
+//    mma.sync tiles m16n8k16), 4 stages; BM = 64: 80 KB of shared memory, 2 blocks per SM.
 // Shared rows are 64 bytes (4 chunks of 16 B), the chunk XOR-swizzled by (row / 2) % 4 so the 8
-// rows of an ldmatrix land in 8 different 16-byte bank groups. Weights are [n, k] row-major
-// (nn.Linear), so both operands are k-contiguous: non-transposed ldmatrix for A and B.
+// rows of an ldmatrix land in 8 different 16-byte bank groups (the same layout is wgmma's 64-byte
+// swizzle). Weights are [n, k] row-major (nn.Linear), so both operands are k-contiguous:
+// non-transposed ldmatrix for A and B, K-major descriptors for wgmma.
 // Blocks whose tile index is past the device-side tile count exit at once.
-// Measured (H200, T = 912, whole call 289 µs in dsocr-bench; per kernel under ncu, default
-// clocks): route 7.3 µs, gate+up 171 µs, down 94 µs, combine 12.6 µs. The GEMMs keep the tensor
-// pipe 37 % busy with 16 warps per SM and L2 throughput at 70 %; a deeper cp.async pipeline (5
-// stages) changed nothing. Next: a wgmma/TMA GEMM core.
+// Measured (H200, T = 912, ncu per kernel, default clocks): mma.sync BM 64: gate+up 171 µs, down
+// 94 µs (tensor pipe 37 % busy, L2 throughput 70 %; 5 stages changed nothing); wgmma BM 128:
+// gate+up 153 µs, down 78 µs; route 7.3 µs, combine 12.6 µs. Whole call (gpu_moe_prefill_test
+// Perf): 287 -> 244 µs at T = 912, 209 -> 206 µs at T = 282. The BM 128 gate+up still moves
+// ~550 MB from L2 per layer (A rows re-read by 7 column tiles, B by each row tile): ~3.6 TB/s.
 #include <algorithm>
 #include <type_traits>
 
 #include "kernels/cuda_vec.cuh"
 #include "kernels/moe.h"
 #include "kernels/quant.cuh"
+#include "kernels/wgmma.cuh"
 
 namespace dsocr {
 namespace {
@@ -49,6 +54,7 @@ constexpr int kMinBM = 64;         // rows (tokens) per GEMM tile: 64 or 128 (Mo
 constexpr int kBN = 256;           // B rows per tile: 128 gate + 128 up, or 256 down
 constexpr int kBK = 32;            // k per pipeline stage
 constexpr int kStages = 4;         // cp.async pipeline depth
+constexpr int kWgmmaStages = 6;    // the same for the BF16 wgmma tile (BM 128): 144 KB
 constexpr int kGemmThreads = 256;  // 8 warps: 2 (rows) × 4 (columns)
 constexpr int kBBytes = kBN * kBK * 2;
 // A tile of BM rows: BM = 32 · MI (MI m16 row tiles per warp).
@@ -225,13 +231,106 @@ template <WeightFormat F>
 constexpr int kRawRow = F == WeightFormat::kBf16 ? 0 : static_cast<int>(cuda::row_bytes<F>(kBK));
 template <WeightFormat F>
 constexpr int kRawStage = kBN* kRawRow<F>;
+// BF16 with BM 128 asks for the wgmma pipeline's kWgmmaStages (a build without sm_90a runs the
+// mma.sync loop in the first kStages of it).
 template <WeightFormat FR, WeightFormat FS>
 constexpr int gemm_smem_fmt(int mi) {
+  if (FR == WeightFormat::kBf16 && FS == WeightFormat::kBf16 && mi == 4)
+    return kWgmmaStages * stage_bytes(mi);
   return gemm_smem(mi) + kStages * std::max(kRawStage<FR>, kRawStage<FS>);
 }
-static_assert(gemm_smem_fmt<WeightFormat::kBf16, WeightFormat::kBf16>(2) == gemm_smem(2) &&
-                  gemm_smem_fmt<WeightFormat::kBf16, WeightFormat::kBf16>(4) == gemm_smem(4),
+static_assert(gemm_smem_fmt<WeightFormat::kBf16, WeightFormat::kBf16>(2) == gemm_smem(2),
               "the BF16 kernel needs no raw ring: two blocks per SM");
+static_assert(stage_bytes(4) % 512 == 0 && a_bytes(4) % 512 == 0,
+              "wgmma tiles start on 512-byte swizzle atoms");
+
+#if DSOCR_WGMMA
+// The BF16 tile of BM = 128 rows on Hopper's warpgroup MMA (sm_90a builds): the loader of
+// gemm_tile fills the same swizzled stages (chunk_off is wgmma's 64-byte swizzle), deeper
+// (kWgmmaStages), and warpgroup g multiplies rows 64·g .. 64·g + 63 of the A tile by all 256 B
+// rows with m64n256k16 (128 FP32 accumulators per thread), operands read from shared memory by
+// descriptor: no ldmatrix, no fragment registers. Both warpgroups always multiply (skipping the
+// MMAs of a warpgroup past the group's last row made ptxas serialize every wgmma: C7518, "WG.DP
+// in divergent path"); padding rows are copies, never stored. The wgmma groups of K-step kt run
+// while the loads of kt + 1.. are issued; a stage is refilled two K-steps after its last read
+// (P = S - 2), once every warpgroup's wait_group<1> has retired the MMAs that read it.
+// Why: at T = 912 the mma.sync kernel (BM 64) kept the tensor pipe 37 % busy with L2 at 70 %;
+// BM = 128 halves the weight reads from L2 (one row tile per ~86-row expert) and wgmma keeps the
+// tensor cores fed from shared memory.
+template <bool kGateUp, typename Load>
+__device__ __forceinline__ void wgmma_mainloop(const GemmArgs& a, const Tile tile, uint32_t s_base,
+                                               uint16_t* act, int64_t act_base, int inter, int K,
+                                               int N, int n0, Load& load) {
+  constexpr int kABytes = a_bytes(4), kStageBytes = stage_bytes(4);
+  constexpr int S = kWgmmaStages, P = S - 2;
+  constexpr int kWgRows = 64, kWgABytes = kWgRows * kBK * 2;
+  const int row0 = tile.y, rows = tile.w;
+  const bool sh = tile.x == a.n_experts;
+  const int tid = threadIdx.x, wg = tid / 128, wq = (tid % 128) / kWarp, lane = tid % kWarp;
+  float acc[128];
+#pragma unroll
+  for (int i = 0; i < 128; ++i) acc[i] = 0.f;
+  const int nk = K / kBK;
+#pragma unroll
+  for (int s = 0; s < P; ++s) {
+    if (s < nk) load(s, s);
+    cuda::cp_async_commit();
+  }
+  for (int kt = 0; kt < nk; ++kt) {
+    cuda::cp_async_wait<P - 1>();
+    cuda::fence_proxy_async();
+    __syncthreads();  // stage kt landed for all; the MMAs of kt - 2 retired in every warpgroup
+    const int nxt = kt + P;  // into the stage of kt - 2
+    if (nxt < nk) load(nxt % S, nxt);
+    cuda::cp_async_commit();
+    const uint32_t sa = s_base + (kt % S) * kStageBytes, sb = sa + kABytes;
+    cuda::wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < kBK / 16; ++ks)
+      cuda::wgmma_m64n256k16_bf16(acc, cuda::wgmma_desc_sw64(sa + wg * kWgABytes + 32 * ks),
+                                  cuda::wgmma_desc_sw64(sb + 32 * ks));
+    cuda::wgmma_commit();
+    cuda::wgmma_wait<1>();
+  }
+  cuda::wgmma_wait<0>();
+  cuda::wgmma_fence_operands(acc);
+
+  // Epilogue: acc[4·j + 2·h + e] = row 16·wq + lane/4 + 8·h, column 8·j + 2·(lane%4) + e of this
+  // warpgroup's 64 x 256 block (wgmma.cuh). Gate+up: column j < 16 is gate, j + 16 the same up.
+  const int fc = 2 * (lane % 4);
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh) {
+    const int r = row0 + kWgRows * wg + 16 * wq + lane / 4 + 8 * hh;
+    if (r >= rows) continue;
+    if constexpr (kGateUp) {
+      uint16_t* dst = act + (act_base + r) * inter;
+#pragma unroll
+      for (int j = 0; j < kGateUpCols / 8; ++j) {
+        const int col = n0 + 8 * j + fc;
+        if (col >= N) continue;
+        float v[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const float gv = acc[4 * j + 2 * hh + e];
+          const float uv = acc[4 * (j + kGateUpCols / 8) + 2 * hh + e];
+          v[e] = gv / (1.f + expf(-gv)) * uv;  // swiglu_ref's formula
+        }
+        *reinterpret_cast<uint32_t*>(dst + col) = cuda::pack_bf16x2(v[0], v[1]);
+      }
+    } else {
+      const int64_t slot = sh ? static_cast<int64_t>(a.T) * a.top_k + r : a.perm[act_base + r];
+      float* dst = a.out + slot * a.dim;
+#pragma unroll
+      for (int j = 0; j < kBN / 8; ++j) {
+        const int col = n0 + 8 * j + fc;
+        if (col < N)
+          *reinterpret_cast<float2*>(dst + col) =
+              make_float2(acc[4 * j + 2 * hh], acc[4 * j + 2 * hh + 1]);
+      }
+    }
+  }
+}
+#endif  // DSOCR_WGMMA
 
 // One tile of a grouped GEMM whose weights are in format F.
 template <bool kGateUp, int MI, WeightFormat F>
@@ -240,7 +339,7 @@ __device__ __forceinline__ void gemm_tile(const GemmArgs& a, const MoeDeviceWeig
   constexpr int kABytes = a_bytes(MI), kStageBytes = stage_bytes(MI), kWarpRows = 16 * MI;
   constexpr bool kQuant = F != WeightFormat::kBf16;
   constexpr int kRawChunks = kRawRow<F> / 16;  // 16-byte chunks per raw row: 2 (INT8), 1 (INT4)
-  extern __shared__ __align__(128) uint8_t smem[];
+  extern __shared__ __align__(1024) uint8_t smem[];  // wgmma: 512-byte swizzle atoms
   const int g = tile.x, row0 = tile.y, ct = tile.z, rows = tile.w;
   const bool sh = g == a.n_experts;
   const MlpWeights& mw = sh ? w.shared : w.experts[g];
@@ -331,6 +430,12 @@ __device__ __forceinline__ void gemm_tile(const GemmArgs& a, const MoeDeviceWeig
     }
   };
 
+#if DSOCR_WGMMA
+  if constexpr (F == WeightFormat::kBf16 && MI == 4) {
+    wgmma_mainloop<kGateUp>(a, tile, s_base, act, act_base, inter, K, N, n0, load);
+    return;
+  }
+#endif
   const int wm = warp / 4, wn = warp % 4;
   // B row of n-tile pair jp (16 rows): gate+up: pairs 0, 1 gate columns wn·32 .. +31, pairs 2, 3
   // the same up columns; down: columns wn·64 + 16 jp.
@@ -594,7 +699,10 @@ cudaError_t moe_prefill(const uint16_t* x, int64_t ldx, const int32_t* topk_idx,
                         GemvEpilogue ep, void* workspace, int T, int dim, int n_experts, int top_k,
                         int moe_inter, int shared_inter, cudaStream_t stream,
                         const MoePrefillTuning* tuning) {
-  const int bm = tuning && tuning->block_rows ? tuning->block_rows : kMoePrefillDefaultBlockRows;
+  const bool bf16 = w.expert_format == WeightFormat::kBf16 && w.shared_format == WeightFormat::kBf16;
+  const int bm = tuning && tuning->block_rows ? tuning->block_rows
+                 : bf16                       ? kMoePrefillBf16BlockRows
+                                              : kMoePrefillDefaultBlockRows;
   if (bm != 64 && bm != 128) return cudaErrorInvalidValue;
   if (!moe_decode_supports(w.expert_format, w.shared_format) ||
       bad_quant_mlp(w.shared_format, w.shared_group, w.shared_scales, dim, shared_inter))
