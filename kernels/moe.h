@@ -180,10 +180,9 @@ size_t moe_prefill_workspace_bytes(int T, int top_k, int n_experts, int64_t dim,
 // every gate/up [inter, dim] and down [dim, inter]; scales non-null. With quantized experts the
 // result differs from moe_decode's by the BF16 rounding of each dequantized weight (moe_decode
 // multiplies by the scale in FP32), ~2^-9 relative per weight.
-// Optional launch shape (tests and benchmarks sweep it; null = the measured default: 128 rows
-// for BF16 weights, the wgmma tile on sm_90a; 64 for quantized weights).
-constexpr int kMoePrefillDefaultBlockRows = 64;
-constexpr int kMoePrefillBf16BlockRows = 128;
+// Optional launch shape (tests and benchmarks sweep it; null = the measured default: 128 rows,
+// the wgmma tile on sm_90a).
+constexpr int kMoePrefillDefaultBlockRows = 128;
 struct MoePrefillTuning {
   int block_rows = 0;  // tokens per grouped-GEMM tile: 64 or 128 (0 = default)
 };

@@ -22,11 +22,12 @@
 //     FP32 stored at the row's slot t·top_k + k (shared: T·top_k + t).
 //  4. combine: per token, Σ_k w_k·out[t, k] (k = 0..top_k-1) + out_shared[t] in FP32, epilogue.
 // GEMM block: 256 threads, K-steps of 32 through a cp.async pipeline; B = 256 weight rows.
-//  * BF16, BM = 128 (default for BF16): on sm_90a two warpgroups, each 64 rows × 256 columns by
-//    wgmma m64n256k16 from shared memory (wgmma_mainloop, 6 stages, 144 KB, 1 block per SM); a
-//    build without sm_90a runs the mma.sync loop below on the same tile.
-//  * otherwise (quantized weights, or BM = 64): 2 × 4 warps of BM/2 rows × 64 B-columns (BM/32 × 8
-//    mma.sync tiles m16n8k16), 4 stages; BM = 64: 80 KB of shared memory, 2 blocks per SM.
+//  * BM = 128 (the default): on sm_90a two warpgroups, each 64 rows × 256 columns by wgmma
+//    m64n256k16 from shared memory (wgmma_mainloop, 6 stages: 144 KB BF16, 168 KB with INT4,
+//    192 KB with INT8 raw rings; 1 block per SM); a build without sm_90a runs the mma.sync loop
+//    below on the same tile.
+//  * BM = 64: 2 × 4 warps of 32 rows × 64 B-columns (2 × 8 mma.sync tiles m16n8k16), 4 stages;
+//    80 KB of shared memory (BF16), 2 blocks per SM.
 // Shared rows are 64 bytes (4 chunks of 16 B), the chunk XOR-swizzled by (row / 2) % 4 so the 8
 // rows of an ldmatrix land in 8 different 16-byte bank groups (the same layout is wgmma's 64-byte
 // swizzle). Weights are [n, k] row-major (nn.Linear), so both operands are k-contiguous:
@@ -35,8 +36,10 @@
 // Measured (H200, T = 912, ncu per kernel, default clocks): mma.sync BM 64: gate+up 171 µs, down
 // 94 µs (tensor pipe 37 % busy, L2 throughput 70 %; 5 stages changed nothing); wgmma BM 128:
 // gate+up 153 µs, down 78 µs; route 7.3 µs, combine 12.6 µs. Whole call (gpu_moe_prefill_test
-// Perf): 287 -> 244 µs at T = 912, 209 -> 206 µs at T = 282. The BM 128 gate+up still moves
-// ~550 MB from L2 per layer (A rows re-read by 7 column tiles, B by each row tile): ~3.6 TB/s.
+// Perf; gpu_moe_quant_test PrefillPerf), BM 64 -> 128: BF16 287 -> 244 µs at T = 912, 209 -> 206
+// µs at T = 282; INT4 experts + INT8 shared 432 -> 317 µs, INT8 381 -> 313 µs. The BM 128
+// gate+up still moves ~550 MB from L2 per layer (A rows re-read by 7 column tiles, B by each row
+// tile): ~3.6 TB/s.
 #include <algorithm>
 #include <type_traits>
 
@@ -54,7 +57,7 @@ constexpr int kMinBM = 64;         // rows (tokens) per GEMM tile: 64 or 128 (Mo
 constexpr int kBN = 256;           // B rows per tile: 128 gate + 128 up, or 256 down
 constexpr int kBK = 32;            // k per pipeline stage
 constexpr int kStages = 4;         // cp.async pipeline depth
-constexpr int kWgmmaStages = 6;    // the same for the BF16 wgmma tile (BM 128): 144 KB
+constexpr int kWgmmaStages = 6;    // the same for the wgmma tile (BM 128)
 constexpr int kGemmThreads = 256;  // 8 warps: 2 (rows) × 4 (columns)
 constexpr int kBBytes = kBN * kBK * 2;
 // A tile of BM rows: BM = 32 · MI (MI m16 row tiles per warp).
@@ -64,7 +67,7 @@ constexpr int a_bytes(int mi) {
 constexpr int stage_bytes(int mi) {  // 20 KB (BM 64) or 24 KB (BM 128)
   return a_bytes(mi) + kBBytes;
 }
-constexpr int gemm_smem(int mi) {  // 80 KB or 96 KB
+constexpr int gemm_smem(int mi) {  // BF16, BM 64: 80 KB
   return kStages * stage_bytes(mi);
 }
 constexpr int kGateUpCols = kBN / 2;  // act columns per gate+up tile
@@ -231,13 +234,15 @@ template <WeightFormat F>
 constexpr int kRawRow = F == WeightFormat::kBf16 ? 0 : static_cast<int>(cuda::row_bytes<F>(kBK));
 template <WeightFormat F>
 constexpr int kRawStage = kBN* kRawRow<F>;
-// BF16 with BM 128 asks for the wgmma pipeline's kWgmmaStages (a build without sm_90a runs the
-// mma.sync loop in the first kStages of it).
+// Stages of the pipeline: BM 128 is the wgmma tile (kWgmmaStages; a build without sm_90a runs
+// the mma.sync loop in the first kStages of them), BM 64 the mma.sync one. The quantized raw
+// ring follows the stages.
+constexpr int ring_stages(int mi) {
+  return mi == 4 ? kWgmmaStages : kStages;
+}
 template <WeightFormat FR, WeightFormat FS>
-constexpr int gemm_smem_fmt(int mi) {
-  if (FR == WeightFormat::kBf16 && FS == WeightFormat::kBf16 && mi == 4)
-    return kWgmmaStages * stage_bytes(mi);
-  return gemm_smem(mi) + kStages * std::max(kRawStage<FR>, kRawStage<FS>);
+constexpr int gemm_smem_fmt(int mi) {  // BM 128: 144 KB (BF16), 168 KB (INT4), 192 KB (INT8)
+  return ring_stages(mi) * (stage_bytes(mi) + std::max(kRawStage<FR>, kRawStage<FS>));
 }
 static_assert(gemm_smem_fmt<WeightFormat::kBf16, WeightFormat::kBf16>(2) == gemm_smem(2),
               "the BF16 kernel needs no raw ring: two blocks per SM");
@@ -245,22 +250,23 @@ static_assert(stage_bytes(4) % 512 == 0 && a_bytes(4) % 512 == 0,
               "wgmma tiles start on 512-byte swizzle atoms");
 
 #if DSOCR_WGMMA
-// The BF16 tile of BM = 128 rows on Hopper's warpgroup MMA (sm_90a builds): the loader of
-// gemm_tile fills the same swizzled stages (chunk_off is wgmma's 64-byte swizzle), deeper
-// (kWgmmaStages), and warpgroup g multiplies rows 64·g .. 64·g + 63 of the A tile by all 256 B
-// rows with m64n256k16 (128 FP32 accumulators per thread), operands read from shared memory by
-// descriptor: no ldmatrix, no fragment registers. Both warpgroups always multiply (skipping the
-// MMAs of a warpgroup past the group's last row made ptxas serialize every wgmma: C7518, "WG.DP
-// in divergent path"); padding rows are copies, never stored. The wgmma groups of K-step kt run
-// while the loads of kt + 1.. are issued; a stage is refilled two K-steps after its last read
-// (P = S - 2), once every warpgroup's wait_group<1> has retired the MMAs that read it.
-// Why: at T = 912 the mma.sync kernel (BM 64) kept the tensor pipe 37 % busy with L2 at 70 %;
-// BM = 128 halves the weight reads from L2 (one row tile per ~86-row expert) and wgmma keeps the
-// tensor cores fed from shared memory.
-template <bool kGateUp, typename Load>
+// The tile of BM = 128 rows on Hopper's warpgroup MMA (sm_90a builds): the loader of gemm_tile
+// fills the same swizzled stages (chunk_off is wgmma's 64-byte swizzle), deeper (kWgmmaStages;
+// quantized weights: each thread dequantizes its B chunks of the landed raw ring into the stage,
+// as in the mma.sync loop, then fences them for wgmma), and warpgroup g multiplies rows 64·g ..
+// 64·g + 63 of the A tile by all 256 B rows with m64n256k16 (128 FP32 accumulators per thread),
+// operands read from shared memory by descriptor: no ldmatrix, no fragment registers. Both
+// warpgroups always multiply (skipping the MMAs of a warpgroup past the group's last row made ptxas
+// serialize every wgmma: C7518, "WG.DP in divergent path"); padding rows are copies, never stored.
+// The wgmma groups of K-step kt run while the loads of kt + 1.. are issued; a stage is refilled two
+// K-steps after its last read (P = S - 2), once every warpgroup's wait_group<1> has retired the
+// MMAs that read it. Why: at T = 912 the mma.sync kernel (BM 64) kept the tensor pipe 37 % busy
+// with L2 at 70 %; BM = 128 halves the weight reads from L2 (one row tile per ~86-row expert) and
+// wgmma keeps the tensor cores fed from shared memory.
+template <bool kGateUp, bool kQuant, typename Load, typename Dequant>
 __device__ __forceinline__ void wgmma_mainloop(const GemmArgs& a, const Tile tile, uint32_t s_base,
                                                uint16_t* act, int64_t act_base, int inter, int K,
-                                               int N, int n0, Load& load) {
+                                               int N, int n0, Load& load, Dequant& dequant) {
   constexpr int kABytes = a_bytes(4), kStageBytes = stage_bytes(4);
   constexpr int S = kWgmmaStages, P = S - 2;
   constexpr int kWgRows = 64, kWgABytes = kWgRows * kBK * 2;
@@ -278,9 +284,13 @@ __device__ __forceinline__ void wgmma_mainloop(const GemmArgs& a, const Tile til
   }
   for (int kt = 0; kt < nk; ++kt) {
     cuda::cp_async_wait<P - 1>();
-    cuda::fence_proxy_async();
-    __syncthreads();  // stage kt landed for all; the MMAs of kt - 2 retired in every warpgroup
-    const int nxt = kt + P;  // into the stage of kt - 2
+    if constexpr (kQuant) {
+      __syncthreads();  // stage kt's raw bytes landed for all
+      dequant(kt % S, kt);
+    }
+    cuda::fence_proxy_async();  // this thread's cp.async (A) and dequantized (B) bytes -> wgmma
+    __syncthreads();            // stage kt ready; the MMAs of kt - 2 retired in every warpgroup
+    const int nxt = kt + P;     // into the stage (and raw slot) of kt - 2
     if (nxt < nk) load(nxt % S, nxt);
     cuda::cp_async_commit();
     const uint32_t sa = s_base + (kt % S) * kStageBytes, sb = sa + kABytes;
@@ -403,7 +413,7 @@ __device__ __forceinline__ void gemm_tile(const GemmArgs& a, const MoeDeviceWeig
     for (int i = 0; i < MI / 2; ++i)
       cuda::cp_async16(sa + chunk_off(lr + 64 * i, c), a_src[i] + kt * kBK);
     if constexpr (kQuant) {
-      const uint32_t raw = s_base + gemm_smem(MI) + stage * kRawStage<F>;
+      const uint32_t raw = s_base + ring_stages(MI) * kStageBytes + stage * kRawStage<F>;
 #pragma unroll
       for (int j = 0; j < kRawChunks; ++j)
         cuda::cp_async16(raw + 16 * (tid + kGemmThreads * j), raw_src[j] + kt * kRawRow<F>);
@@ -416,7 +426,7 @@ __device__ __forceinline__ void gemm_tile(const GemmArgs& a, const MoeDeviceWeig
   // Quantized: the landed raw bytes of K-step kt -> the BF16 B tile of its stage.
   auto dequant = [&](int stage, int kt) {
     if constexpr (kQuant) {
-      const uint8_t* raw = smem + gemm_smem(MI) + stage * kRawStage<F>;
+      const uint8_t* raw = smem + ring_stages(MI) * kStageBytes + stage * kRawStage<F>;
       uint8_t* bt = smem + stage * kStageBytes + kABytes;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
@@ -431,8 +441,8 @@ __device__ __forceinline__ void gemm_tile(const GemmArgs& a, const MoeDeviceWeig
   };
 
 #if DSOCR_WGMMA
-  if constexpr (F == WeightFormat::kBf16 && MI == 4) {
-    wgmma_mainloop<kGateUp>(a, tile, s_base, act, act_base, inter, K, N, n0, load);
+  if constexpr (MI == 4) {
+    wgmma_mainloop<kGateUp, kQuant>(a, tile, s_base, act, act_base, inter, K, N, n0, load, dequant);
     return;
   }
 #endif
@@ -699,10 +709,7 @@ cudaError_t moe_prefill(const uint16_t* x, int64_t ldx, const int32_t* topk_idx,
                         GemvEpilogue ep, void* workspace, int T, int dim, int n_experts, int top_k,
                         int moe_inter, int shared_inter, cudaStream_t stream,
                         const MoePrefillTuning* tuning) {
-  const bool bf16 = w.expert_format == WeightFormat::kBf16 && w.shared_format == WeightFormat::kBf16;
-  const int bm = tuning && tuning->block_rows ? tuning->block_rows
-                 : bf16                       ? kMoePrefillBf16BlockRows
-                                              : kMoePrefillDefaultBlockRows;
+  const int bm = tuning && tuning->block_rows ? tuning->block_rows : kMoePrefillDefaultBlockRows;
   if (bm != 64 && bm != 128) return cudaErrorInvalidValue;
   if (!moe_decode_supports(w.expert_format, w.shared_format) ||
       bad_quant_mlp(w.shared_format, w.shared_group, w.shared_scales, dim, shared_inter))

@@ -100,8 +100,12 @@ std::string usage() {
       "  --json FILE     also write the figures as JSON\n"
       "  -h, --help      this text\n"
       "decode, e2e: the weight formats, as dsocr-run (decode reports bytes/token as stored):\n";
-  for (const QuantFlags::Flag& q : QuantFlags::all())
-    u += strfmt("  %-16s%s\n", (std::string(q.name) + " " + q.value).c_str(), q.help);
+  for (const QuantFlags::Flag& q : QuantFlags::all()) {
+    const std::string flag = std::string(q.name) + " " + q.value;
+    // A flag too wide for the 16-column field gets its text on the next line.
+    u += flag.size() < 16 ? strfmt("  %-16s%s\n", flag.c_str(), q.help)
+                          : strfmt("  %s\n  %-16s%s\n", flag.c_str(), "", q.help);
+  }
   return u;
 }
 

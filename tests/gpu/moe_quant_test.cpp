@@ -14,6 +14,7 @@
 
 #include <cmath>
 #include <memory>
+#include <tuple>
 
 #include "gpu/moe_test_util.h"
 #include "kernels/parallel.h"
@@ -246,6 +247,39 @@ TEST(MoeQuant, ModelShapeEveryFormatPair) {
     const QLayer Q(L, p.fr, p.gr, p.fs, p.gs);
     for (int T : {1, 2, 5, 8}) run(L, Q, T, ++seed, p.name);
     for (int T : {1, 8, 37, 300}) run(L, Q, T, ++seed, p.name, true);
+  }
+}
+
+// Timing of the quantized prefill at a Gundam page's 912 tokens, both row tiles (printed, never
+// asserted: figures go to bench/RESULTS.md).
+TEST(MoeQuant, PrefillPerf) {
+  DSOCR_SKIP_WITHOUT_GPU();
+  const Layer L(kModel, 42);
+  const Shape& s = kModel;
+  constexpr int T = 912;
+  using F = WeightFormat;
+  Rng rng(3);
+  const std::vector<uint16_t> x = random_bf16(rng, static_cast<size_t>(T) * s.dim);
+  DevBuf<uint16_t> dx(x), dy(static_cast<size_t>(T) * s.dim);
+  DevBuf<int32_t> didx(T * s.top_k);
+  DevBuf<float> dw(T * s.top_k);
+  LAUNCH_OK(moe_router(dx.get(), s.dim, L.router_d, nullptr, didx.get(), dw.get(), T, s.dim,
+                       s.n_experts, s.top_k, 1.f, nullptr));
+  DevBuf<uint8_t> ws(
+      moe_prefill_workspace_bytes(T, s.top_k, s.n_experts, s.dim, s.moe_inter, s.shared_inter));
+  for (const auto& [fr, fs, name] : {std::tuple{F::kInt4, F::kInt8, "mixed int4/int8"},
+                                     std::tuple{F::kInt8, F::kInt8, "int8/int8"}}) {
+    const QLayer Q(L, fr, fr == F::kInt4 ? 128 : 0, fs, 0);
+    for (int bm : {64, 128}) {
+      const MoePrefillTuning tune{bm};
+      const double us = median_call_us([&] {
+        return moe_prefill(dx.get(), s.dim, didx.get(), dw.get(), Q.dw, dy.get(), s.dim,
+                           GemvEpilogue::kStoreBf16, ws.get(), T, s.dim, s.n_experts, s.top_k,
+                           s.moe_inter, s.shared_inter, nullptr, &tune);
+      });
+      ASSERT_GT(us, 0) << name << ": launch failed";
+      std::printf("  PERF moe_prefill %s T=%d bm=%d: %8.1f us\n", name, T, bm, us);
+    }
   }
 }
 

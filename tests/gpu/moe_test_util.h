@@ -2,6 +2,8 @@
 // weights, on the host and on the device, bound as MlpWeights / MoeDeviceWeights.
 #pragma once
 
+#include <algorithm>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -48,5 +50,32 @@ struct Layer {
     dw.shared = {db + off, db + off + sh_sz, db + off + 2 * sh_sz};
   }
 };
+
+// Median µs per call of `run` (a launch on the default stream): 10 warm-up calls, then 20 samples
+// of 5 back-to-back calls timed with CUDA events (host launch latency hidden). Negative when a
+// launch or event call fails. Timing only: the tests print it, they never assert on it.
+inline double median_call_us(const std::function<cudaError_t()>& run) {
+  for (int i = 0; i < 10; ++i)
+    if (run() != cudaSuccess) return -1;
+  if (cudaDeviceSynchronize() != cudaSuccess) return -1;
+  cudaEvent_t a, b;
+  if (cudaEventCreate(&a) != cudaSuccess || cudaEventCreate(&b) != cudaSuccess) return -1;
+  constexpr int kBatch = 5;
+  std::vector<float> ms;
+  bool ok = true;
+  for (int i = 0; i < 20 && ok; ++i) {
+    ok = cudaEventRecord(a) == cudaSuccess;
+    for (int j = 0; j < kBatch && ok; ++j) ok = run() == cudaSuccess;
+    float t = 0;
+    ok = ok && cudaEventRecord(b) == cudaSuccess && cudaEventSynchronize(b) == cudaSuccess &&
+         cudaEventElapsedTime(&t, a, b) == cudaSuccess;
+    ms.push_back(t / kBatch);
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  if (!ok) return -1;
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2] * 1e3;
+}
 
 }  // namespace dsocr::test
