@@ -73,6 +73,14 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int e = 0; e < 8; ++e) ss = fmaf(v[j][e], v[j][e], ss);
   }
+  // The gain (a weight) is loaded before the reduction, so its latency overlaps the barrier.
+  uint4 wq[kMaxChunks];
+#pragma unroll
+  for (int j = 0; j < kMaxChunks; ++j) {
+    const int c = tid + j * kThreads;
+    if (c >= nc) break;
+    wq[j] = __ldg(reinterpret_cast<const uint4*>(w + 8 * c));
+  }
   ss = cuda::warp_sum(ss);
   if (tid % kWarp == 0) s_part[tid / kWarp] = ss;
   __syncthreads();
@@ -85,7 +93,7 @@ __global__ void __launch_bounds__(kThreads)
     const int c = tid + j * kThreads;
     if (c >= nc) break;
     float wf[8], o[8];
-    cuda::unpack8(__ldg(reinterpret_cast<const uint4*>(w + 8 * c)), wf);
+    cuda::unpack8(wq[j], wf);
 #pragma unroll
     for (int e = 0; e < 8; ++e) o[e] = wf[e] * cuda::bf16_to_f32(cuda::f32_to_bf16(v[j][e] * r));
     *reinterpret_cast<uint4*>(y + row * ldy + 8 * c) = cuda::pack8(o);

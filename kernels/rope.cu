@@ -25,7 +25,7 @@ __device__ __forceinline__ void rotate8(const float (&x0)[8], const float (&x1)[
   }
 }
 
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, 5)
     rope_qk_append_kv_kernel(const uint16_t* q, const uint16_t* __restrict__ k,
                              const uint16_t* __restrict__ v, int64_t ld_in,
                              const int32_t* __restrict__ pos, uint16_t* q_out, int64_t ld_q_out,
@@ -45,18 +45,27 @@ __global__ void __launch_bounds__(kThreads)
     if (u < n_rope) {
       const int h = u / per_head, j0 = (u % per_head) * 8;
       const int64_t o0 = static_cast<int64_t>(h) * head_dim + j0, o1 = o0 + half;
+      // The four loads first, then the angles while they are in flight (a prefill launch is one
+      // wave of blocks, each a chain of these latencies).
+      const uint4 q0 = *reinterpret_cast<const uint4*>(q + t * ld_in + o0);
+      const uint4 q1 = *reinterpret_cast<const uint4*>(q + t * ld_in + o1);
+      uint4 k0{}, k1{};
+      if (cache_ok) {
+        k0 = *reinterpret_cast<const uint4*>(k + t * ld_in + o0);
+        k1 = *reinterpret_cast<const uint4*>(k + t * ld_in + o1);
+      }
       float c[8], s[8];
 #pragma unroll
       for (int e = 0; e < 8; ++e) sincosf(pf * inv.v[j0 + e], &s[e], &c[e]);  // FP32, as rope_ref
       float a0[8], a1[8], b0[8], b1[8];
-      cuda::unpack8(*reinterpret_cast<const uint4*>(q + t * ld_in + o0), a0);
-      cuda::unpack8(*reinterpret_cast<const uint4*>(q + t * ld_in + o1), a1);
+      cuda::unpack8(q0, a0);
+      cuda::unpack8(q1, a1);
       rotate8(a0, a1, c, s, b0, b1);
       *reinterpret_cast<uint4*>(q_out + t * ld_q_out + o0) = cuda::pack8(b0);
       *reinterpret_cast<uint4*>(q_out + t * ld_q_out + o1) = cuda::pack8(b1);
       if (!cache_ok) continue;
-      cuda::unpack8(*reinterpret_cast<const uint4*>(k + t * ld_in + o0), a0);
-      cuda::unpack8(*reinterpret_cast<const uint4*>(k + t * ld_in + o1), a1);
+      cuda::unpack8(k0, a0);
+      cuda::unpack8(k1, a1);
       rotate8(a0, a1, c, s, b0, b1);
       *reinterpret_cast<uint4*>(k_row + o0) = cuda::pack8(b0);
       *reinterpret_cast<uint4*>(k_row + o1) = cuda::pack8(b1);
