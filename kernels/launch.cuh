@@ -16,7 +16,8 @@
 //     contract may read, before its own wait, what the kernel before that predecessor (and earlier
 //     ones) wrote: it cannot start before a block of its predecessor has passed its wait, which
 //     covered that writer. moe_decode's down kernel reads the router's routing this way (gate_up
-//     runs between them); its contract in moe.h names the kernel that must precede it.
+//     runs between them); its contract in moe.h names the kernel that must precede it. RoPE
+//     reads its positions and page table this way (rope.h).
 // DSOCR_PDL=0 in the environment launches the same kernels without the attribute (A/B timing:
 // dsocr-bench decode reports both).
 #pragma once

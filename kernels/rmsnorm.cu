@@ -49,8 +49,17 @@ __global__ void __launch_bounds__(kThreads)
                    int64_t ldy, int dim, float eps) {
   __shared__ float s_part[kThreads / kWarp];
   const int row = blockIdx.x, tid = threadIdx.x;
-  cuda::pdl_enter();
   const int nc = dim / 8;
+  // The gain is a weight (launch.cuh: no earlier kernel writes it): loaded before the PDL wait,
+  // its latency hides under the previous kernel's tail.
+  uint4 wq[kMaxChunks];
+#pragma unroll
+  for (int j = 0; j < kMaxChunks; ++j) {
+    const int c = tid + j * kThreads;
+    if (c >= nc) break;
+    wq[j] = __ldg(reinterpret_cast<const uint4*>(w + 8 * c));
+  }
+  cuda::pdl_enter();
   HT* xr = x + row * ldx;
   float v[kMaxChunks][8];
   float ss = 0.f;
@@ -72,14 +81,6 @@ __global__ void __launch_bounds__(kThreads)
     if (widened) store8(widened + row * ld_wide + 8 * c, v[j]);
 #pragma unroll
     for (int e = 0; e < 8; ++e) ss = fmaf(v[j][e], v[j][e], ss);
-  }
-  // The gain (a weight) is loaded before the reduction, so its latency overlaps the barrier.
-  uint4 wq[kMaxChunks];
-#pragma unroll
-  for (int j = 0; j < kMaxChunks; ++j) {
-    const int c = tid + j * kThreads;
-    if (c >= nc) break;
-    wq[j] = __ldg(reinterpret_cast<const uint4*>(w + 8 * c));
   }
   ss = cuda::warp_sum(ss);
   if (tid % kWarp == 0) s_part[tid / kWarp] = ss;

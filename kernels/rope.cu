@@ -32,7 +32,9 @@ __global__ void __launch_bounds__(kThreads, 5)
                              PagedKv kv, int64_t max_tokens, int n_heads, int head_dim,
                              InvFreq inv) {
   const int t = blockIdx.x;
-  cuda::pdl_enter();
+  // Before the PDL wait (launch.cuh, "two kernels back"; contract in rope.h): the position, the
+  // cache rows and the angles of this thread's first rotation unit, so the sincosf latency hides
+  // under the QKV projection's tail.
   const int p = pos[t];
   const bool cache_ok = p >= 0 && p < max_tokens;
   const int half = head_dim / 2, per_head = half / 8;
@@ -41,12 +43,18 @@ __global__ void __launch_bounds__(kThreads, 5)
   const float pf = static_cast<float>(p);
   uint16_t* k_row = cache_ok ? kv.k + kv_row(kv, p) * row : nullptr;
   uint16_t* v_row = cache_ok ? kv.v + kv_row(kv, p) * row : nullptr;
-  for (int u = threadIdx.x; u < n_rope + n_v; u += kThreads) {
+  float c[8], s[8];
+  auto angles = [&](int j0) {
+#pragma unroll
+    for (int e = 0; e < 8; ++e) sincosf(pf * inv.v[j0 + e], &s[e], &c[e]);  // FP32, as rope_ref
+  };
+  const int u0 = threadIdx.x;
+  if (u0 < n_rope) angles((u0 % per_head) * 8);
+  cuda::pdl_enter();
+  for (int u = u0; u < n_rope + n_v; u += kThreads) {
     if (u < n_rope) {
       const int h = u / per_head, j0 = (u % per_head) * 8;
       const int64_t o0 = static_cast<int64_t>(h) * head_dim + j0, o1 = o0 + half;
-      // The four loads first, then the angles while they are in flight (a prefill launch is one
-      // wave of blocks, each a chain of these latencies).
       const uint4 q0 = *reinterpret_cast<const uint4*>(q + t * ld_in + o0);
       const uint4 q1 = *reinterpret_cast<const uint4*>(q + t * ld_in + o1);
       uint4 k0{}, k1{};
@@ -54,9 +62,7 @@ __global__ void __launch_bounds__(kThreads, 5)
         k0 = *reinterpret_cast<const uint4*>(k + t * ld_in + o0);
         k1 = *reinterpret_cast<const uint4*>(k + t * ld_in + o1);
       }
-      float c[8], s[8];
-#pragma unroll
-      for (int e = 0; e < 8; ++e) sincosf(pf * inv.v[j0 + e], &s[e], &c[e]);  // FP32, as rope_ref
+      if (u != u0) angles(j0);  // a second pass (more than kThreads units per token)
       float a0[8], a1[8], b0[8], b1[8];
       cuda::unpack8(q0, a0);
       cuda::unpack8(q1, a1);

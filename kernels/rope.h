@@ -54,6 +54,9 @@ namespace dsocr {
 // sequence's capacity: its page-table length × page_size).
 // PRECOND: head_dim % 16 == 0, head_dim <= 256; ld_in, ld_q_out % 8 == 0; all pointers 16-byte
 // aligned; q_out may equal q (in place), otherwise no overlaps; page_size a power of two.
+// PDL (kernels/launch.cuh): pos and the page table are read before the wait, so each was written
+// by a copy, or by a kernel at least two launches earlier with a PDL-contract kernel in between
+// (the decoder: the QKV projection follows RMSNorm; pos comes from a copy or the previous step).
 cudaError_t rope_qk_append_kv(const uint16_t* q,  // [T, ld_in] BF16, n_heads·head_dim used
                               const uint16_t* k,  // [T, ld_in] BF16
                               const uint16_t* v,  // [T, ld_in] BF16
