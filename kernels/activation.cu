@@ -8,8 +8,6 @@ namespace {
 
 using namespace cuda;
 
-__device__ __forceinline__ float silu(float g) { return g / (1.f + expf(-g)); }
-
 template <Activation A>
 __device__ __forceinline__ float apply(float x) {
   if constexpr (A == Activation::kGeluErf) return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
@@ -42,7 +40,7 @@ __global__ void silu_mul_kernel(const uint16_t* __restrict__ gate, int64_t ldg,
     unpack8(*reinterpret_cast<const uint4*>(gate + r * ldg + c), g);
     unpack8(*reinterpret_cast<const uint4*>(up + r * ldu + c), u);
 #pragma unroll
-    for (int e = 0; e < 8; ++e) g[e] = silu(g[e]) * u[e];
+    for (int e = 0; e < 8; ++e) g[e] = swiglu(g[e], u[e]);
     *reinterpret_cast<uint4*>(out + r * ldo + c) = pack8(g);
   }
 }

@@ -73,6 +73,11 @@ __device__ __forceinline__ void store_epilogue(void* y, int64_t o, float v, Gemv
   }
 }
 
+// SwiGLU of one gate/up pair in FP32: silu(g)·u = g / (1 + e^-g) · u (swiglu_ref's formula).
+__device__ __forceinline__ float swiglu(float g, float u) {
+  return g / (1.f + expf(-g)) * u;
+}
+
 // ---- Warp reductions (every lane gets the result) ----
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
@@ -124,7 +129,7 @@ __device__ __forceinline__ void gemv_reduce_store(float (&acc)[M][NW], float (*s
       const int64_t o = t * ldy + j0 + r;
       if constexpr (kSwiglu) {
         const float g = acc[t][r], u = acc[t][R + r];
-        static_cast<uint16_t*>(y)[o] = f32_to_bf16(g / (1.f + expf(-g)) * u);
+        static_cast<uint16_t*>(y)[o] = f32_to_bf16(swiglu(g, u));
       } else {
         store_epilogue(y, o, acc[t][r], ep);
       }

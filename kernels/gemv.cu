@@ -200,7 +200,7 @@ __global__ void __launch_bounds__(kMaxWarps* kWarp)
     }
     const int64_t o = tok * ldy + row;
     if constexpr (kSwiglu) {
-      static_cast<uint16_t*>(y)[o] = cuda::f32_to_bf16(v[0] / (1.f + expf(-v[0])) * v[NT - 1]);
+      static_cast<uint16_t*>(y)[o] = cuda::f32_to_bf16(cuda::swiglu(v[0], v[NT - 1]));
     } else {
       cuda::store_epilogue(y, o, v[0], ep);
     }

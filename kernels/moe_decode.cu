@@ -281,7 +281,7 @@ __global__ void __launch_bounds__(kGateUpWarps* kWarp)
     for (int r = 0; r < R; ++r) {
       if (lane != t * R + r || !((tok_mask >> t) & 1u) || j0 + r >= rows) continue;
       const float g = acc[t][r], u = acc[t][R + r];
-      out[t][j0 + r] = cuda::f32_to_bf16(g / (1.f + expf(-g)) * u);  // swiglu_ref's formula
+      out[t][j0 + r] = cuda::f32_to_bf16(cuda::swiglu(g, u));
     }
 }
 

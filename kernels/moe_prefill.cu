@@ -67,9 +67,6 @@ constexpr int a_bytes(int mi) {
 constexpr int stage_bytes(int mi) {  // 20 KB (BM 64) or 24 KB (BM 128)
   return a_bytes(mi) + kBBytes;
 }
-constexpr int gemm_smem(int mi) {  // BF16, BM 64: 80 KB
-  return kStages * stage_bytes(mi);
-}
 constexpr int kGateUpCols = kBN / 2;  // act columns per gate+up tile
 constexpr int kRouteThreads = 512;
 constexpr int kCombineMaxThreads = 1024;
@@ -244,10 +241,19 @@ template <WeightFormat FR, WeightFormat FS>
 constexpr int gemm_smem_fmt(int mi) {  // BM 128: 144 KB (BF16), 168 KB (INT4), 192 KB (INT8)
   return ring_stages(mi) * (stage_bytes(mi) + std::max(kRawStage<FR>, kRawStage<FS>));
 }
-static_assert(gemm_smem_fmt<WeightFormat::kBf16, WeightFormat::kBf16>(2) == gemm_smem(2),
+static_assert(gemm_smem_fmt<WeightFormat::kBf16, WeightFormat::kBf16>(2) ==
+                  kStages * stage_bytes(2),
               "the BF16 kernel needs no raw ring: two blocks per SM");
 static_assert(stage_bytes(4) % 512 == 0 && a_bytes(4) % 512 == 0,
               "wgmma tiles start on 512-byte swizzle atoms");
+
+// The FP32 output row of group row r of the down GEMM: its (token, k) slot, or T·top_k + t for the
+// shared MLP (both GEMM cores' epilogues).
+__device__ __forceinline__ float* down_out_row(const GemmArgs& a, bool sh, int64_t act_base,
+                                               int r) {
+  const int64_t slot = sh ? static_cast<int64_t>(a.T) * a.top_k + r : a.perm[act_base + r];
+  return a.out + slot * a.dim;
+}
 
 #if DSOCR_WGMMA
 // The tile of BM = 128 rows on Hopper's warpgroup MMA (sm_90a builds): the loader of gemm_tile
@@ -318,18 +324,12 @@ __device__ __forceinline__ void wgmma_mainloop(const GemmArgs& a, const Tile til
       for (int j = 0; j < kGateUpCols / 8; ++j) {
         const int col = n0 + 8 * j + fc;
         if (col >= N) continue;
-        float v[2];
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float gv = acc[4 * j + 2 * hh + e];
-          const float uv = acc[4 * (j + kGateUpCols / 8) + 2 * hh + e];
-          v[e] = gv / (1.f + expf(-gv)) * uv;  // swiglu_ref's formula
-        }
-        *reinterpret_cast<uint32_t*>(dst + col) = cuda::pack_bf16x2(v[0], v[1]);
+        const int g0 = 4 * j + 2 * hh, u0 = g0 + 4 * (kGateUpCols / 8);
+        *reinterpret_cast<uint32_t*>(dst + col) = cuda::pack_bf16x2(
+            cuda::swiglu(acc[g0], acc[u0]), cuda::swiglu(acc[g0 + 1], acc[u0 + 1]));
       }
     } else {
-      const int64_t slot = sh ? static_cast<int64_t>(a.T) * a.top_k + r : a.perm[act_base + r];
-      float* dst = a.out + slot * a.dim;
+      float* dst = down_out_row(a, sh, act_base, r);
 #pragma unroll
       for (int j = 0; j < kBN / 8; ++j) {
         const int col = n0 + 8 * j + fc;
@@ -529,17 +529,13 @@ __device__ __forceinline__ void gemm_tile(const GemmArgs& a, const MoeDeviceWeig
         for (int j = 0; j < 4; ++j) {
           const int col = n0 + wn * 32 + 8 * j + fc;
           if (col >= N) continue;
-          float v[2];
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            const float gv = acc[mi][j][2 * hh + e], uv = acc[mi][j + 4][2 * hh + e];
-            v[e] = gv / (1.f + expf(-gv)) * uv;  // swiglu_ref's formula
-          }
-          *reinterpret_cast<uint32_t*>(dst + col) = cuda::pack_bf16x2(v[0], v[1]);
+          const float(&gv)[4] = acc[mi][j];  // gate columns; up: the same 4 pairs later
+          const float(&uv)[4] = acc[mi][j + 4];
+          *reinterpret_cast<uint32_t*>(dst + col) = cuda::pack_bf16x2(
+              cuda::swiglu(gv[2 * hh], uv[2 * hh]), cuda::swiglu(gv[2 * hh + 1], uv[2 * hh + 1]));
         }
       } else {
-        const int64_t slot = sh ? static_cast<int64_t>(a.T) * a.top_k + r : a.perm[act_base + r];
-        float* dst = a.out + slot * a.dim;
+        float* dst = down_out_row(a, sh, act_base, r);
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
           const int col = n0 + wn * 64 + 8 * j + fc;
