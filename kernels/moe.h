@@ -187,6 +187,21 @@ struct MoePrefillTuning {
   int block_rows = 0;  // tokens per grouped-GEMM tile: 64 or 128 (0 = default)
 };
 
+
+// One pass of a prefill MoE split into several (offload streaming, runtime/expert_cache.h: the
+// experts already on the GPU first, then the ones copied in while that pass runs): the grouped
+// GEMMs run only the groups selected here, `route` runs launch 1, `combine` launch 4. The passes
+// of one routing on one workspace, in stream order, give moe_prefill's result bit for bit when
+// the first routes, the last combines, and every chosen expert and the shared MLP run in exactly
+// one pass (each group's rows are computed by the same tiles in any pass). Weights are checked
+// only for the groups a pass runs; the others may hold any pointer. null = everything.
+struct MoePrefillPass {
+  uint64_t experts = ~0ull;  // bit e: routed expert e
+  bool shared = true;        // the shared MLP
+  bool route = true;
+  bool combine = true;
+};
+
 cudaError_t moe_prefill(const uint16_t* x,  // [T, ldx] BF16
                         int64_t ldx,
                         const int32_t* topk_idx,    // [T, top_k] device (moe_router output)
@@ -196,6 +211,7 @@ cudaError_t moe_prefill(const uint16_t* x,  // [T, ldx] BF16
                         int64_t ldy, GemvEpilogue ep,
                         void* workspace,  // [moe_prefill_workspace_bytes(...)]
                         int T, int dim, int n_experts, int top_k, int moe_inter, int shared_inter,
-                        cudaStream_t stream, const MoePrefillTuning* tuning = nullptr);
+                        cudaStream_t stream, const MoePrefillTuning* tuning = nullptr,
+                        const MoePrefillPass* pass = nullptr);
 
 }  // namespace dsocr

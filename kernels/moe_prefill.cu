@@ -214,6 +214,8 @@ struct GemmArgs {
   uint16_t* act_sh;  // [T, shared_inter]
   float* out;        // [T * top_k + T, dim] by slot (down out)
   int T, dim, n_experts, top_k, moe_inter, shared_inter;
+  uint64_t run_experts;  // MoePrefillPass: the groups this launch runs
+  bool run_shared;
 };
 
 // Quantized weights (kernels/quant.h layouts): a stage's packed bytes (kBK = 32 values of each of
@@ -554,6 +556,8 @@ __global__ void __launch_bounds__(kGemmThreads, MI == 2 ? 2 : 1)
     moe_grouped_gemm_kernel(GemmArgs a, MoeDeviceWeights w) {
   if (static_cast<int>(blockIdx.x) >= *a.n_tiles) return;
   const Tile tile = a.tiles[blockIdx.x];
+  if (tile.x == a.n_experts ? !a.run_shared : !((a.run_experts >> tile.x) & 1u))
+    return;  // another pass's group
   if constexpr (FR == FS)
     gemm_tile<kGateUp, MI, FR>(a, w, tile);
   else if (tile.x == a.n_experts)
@@ -704,7 +708,9 @@ cudaError_t moe_prefill(const uint16_t* x, int64_t ldx, const int32_t* topk_idx,
                         const float* topk_w, const MoeDeviceWeights& w, void* y, int64_t ldy,
                         GemvEpilogue ep, void* workspace, int T, int dim, int n_experts, int top_k,
                         int moe_inter, int shared_inter, cudaStream_t stream,
-                        const MoePrefillTuning* tuning) {
+                        const MoePrefillTuning* tuning, const MoePrefillPass* pass) {
+  const MoePrefillPass all;
+  const MoePrefillPass& ps = pass ? *pass : all;
   const int bm = tuning && tuning->block_rows ? tuning->block_rows : kMoePrefillDefaultBlockRows;
   if (bm != 64 && bm != 128) return cudaErrorInvalidValue;
   if (!moe_decode_supports(w.expert_format, w.shared_format) ||
@@ -716,14 +722,16 @@ cudaError_t moe_prefill(const uint16_t* x, int64_t ldx, const int32_t* topk_idx,
       !topk_idx || !topk_w || !y || ldy < dim || !workspace || !aligned16(workspace))
     return cudaErrorInvalidValue;
   for (int e = 0; e < n_experts; ++e) {
+    if (!((ps.experts >> e) & 1u)) continue;  // not run by this pass
     const MlpWeights& m = w.experts[e];
     if (!m.gate || !m.up || !m.down || !aligned16(m.gate) || !aligned16(m.up) ||
         !aligned16(m.down) ||
         bad_quant_mlp(w.expert_format, w.expert_group, w.expert_scales[e], dim, moe_inter))
       return cudaErrorInvalidValue;
   }
-  if (!w.shared.gate || !w.shared.up || !w.shared.down || !aligned16(w.shared.gate) ||
-      !aligned16(w.shared.up) || !aligned16(w.shared.down))
+  if (ps.shared && (!w.shared.gate || !w.shared.up || !w.shared.down ||
+                    !aligned16(w.shared.gate) || !aligned16(w.shared.up) ||
+                    !aligned16(w.shared.down)))
     return cudaErrorInvalidValue;
 
   const Plan p = make_plan(T, top_k, n_experts, dim, moe_inter, shared_inter);
@@ -747,18 +755,26 @@ cudaError_t moe_prefill(const uint16_t* x, int64_t ldx, const int32_t* topk_idx,
              n_experts,
              top_k,
              moe_inter,
-             shared_inter};
+             shared_inter,
+             ps.experts,
+             ps.shared};
 
   cudaError_t e;
-  moe_route_kernel<<<n_experts + 1, kRouteThreads, 0, stream>>>(topk_idx, T, n_experts, top_k, bm,
-                                                                p.ct_expert, p.ct_shared, p.ct_down,
-                                                                off, n_tiles, perm, tiles1, tiles2);
-  if ((e = cudaGetLastError()) != cudaSuccess) return e;
-  const int64_t g1 = max_tiles(p, 0, T, top_k, n_experts, bm);
-  const int64_t g2 = max_tiles(p, 1, T, top_k, n_experts, bm);
-  e = bm == 64 ? launch_gemms_fmt<2>(a, w, g1, g2, tiles2, n_tiles + 1, stream)
-               : launch_gemms_fmt<4>(a, w, g1, g2, tiles2, n_tiles + 1, stream);
-  if (e != cudaSuccess) return e;
+  if (ps.route) {
+    moe_route_kernel<<<n_experts + 1, kRouteThreads, 0, stream>>>(
+        topk_idx, T, n_experts, top_k, bm, p.ct_expert, p.ct_shared, p.ct_down, off, n_tiles, perm,
+        tiles1, tiles2);
+    if ((e = cudaGetLastError()) != cudaSuccess) return e;
+  }
+  const uint64_t everyone = n_experts == 64 ? ~0ull : (1ull << n_experts) - 1;
+  if (ps.shared || (ps.experts & everyone)) {
+    const int64_t g1 = max_tiles(p, 0, T, top_k, n_experts, bm);
+    const int64_t g2 = max_tiles(p, 1, T, top_k, n_experts, bm);
+    e = bm == 64 ? launch_gemms_fmt<2>(a, w, g1, g2, tiles2, n_tiles + 1, stream)
+                 : launch_gemms_fmt<4>(a, w, g1, g2, tiles2, n_tiles + 1, stream);
+    if (e != cudaSuccess) return e;
+  }
+  if (!ps.combine) return cudaSuccess;
   const int combine_threads =
       static_cast<int>(std::min<int64_t>(kCombineMaxThreads, ceil_div(dim / 4, kWarp) * kWarp));
   moe_combine_kernel<<<T, combine_threads, 0, stream>>>(topk_idx, topk_w, a.out, y, ldy, ep, T, dim,

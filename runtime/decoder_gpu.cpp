@@ -157,6 +157,7 @@ struct GpuDecoder::Impl {
   // Offload hooks (set_expert, set_expert_counts): the router-choice histogram, and whether the
   // captured graph holds expert pointers that have changed since.
   int32_t* expert_counts = nullptr;  // [n_layers, n_experts] device, or null
+  MoeStreamer* streamer = nullptr;
   bool graph_stale = false;
 
   Impl(const ModelConfig& c, const DecoderWeights& dw, int64_t rows, uint8_t* wbase,
@@ -337,10 +338,15 @@ struct GpuDecoder::Impl {
                                 static_cast<int>(d), cfg.n_experts, cfg.top_k, cfg.moe_inter,
                                 cfg.shared_inter(), stream));
     } else {
-      DSOCR_CUDA_TRY(moe_prefill(work.x, d, work.topk_idx, work.topk_w, moe_w[l], work.delta, d,
-                                 GemvEpilogue::kStoreF32, work.moe_ws, static_cast<int>(T),
-                                 static_cast<int>(d), cfg.n_experts, cfg.top_k, cfg.moe_inter,
-                                 cfg.shared_inter(), stream));
+      auto run = [&](const MoeDeviceWeights& mw, const MoePrefillPass& pass) -> Status {
+        DSOCR_CUDA_TRY(moe_prefill(work.x, d, work.topk_idx, work.topk_w, mw, work.delta, d,
+                                   GemvEpilogue::kStoreF32, work.moe_ws, static_cast<int>(T),
+                                   static_cast<int>(d), cfg.n_experts, cfg.top_k, cfg.moe_inter,
+                                   cfg.shared_inter(), stream, nullptr, &pass));
+        return Status::Ok();
+      };
+      if (streamer) return streamer->prefill_moe(l, work.topk_idx, T, moe_w[l], run);
+      return run(moe_w[l], MoePrefillPass{});
     }
     return Status::Ok();
   }
@@ -700,6 +706,10 @@ Status GpuDecoder::set_expert(int layer, int expert, const MlpWeights& w, const 
   m.moe_w[layer].expert_scales[expert] = scales;
   m.graph_stale = true;
   return Status::Ok();
+}
+
+void GpuDecoder::set_moe_streamer(MoeStreamer* streamer) {
+  impl_->streamer = streamer;
 }
 
 void GpuDecoder::set_expert_counts(int32_t* counts) {

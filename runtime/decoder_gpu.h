@@ -41,6 +41,19 @@ struct GpuGeneration {
   double decode_ms = 0;      // wall time of the decode loop (after the first token)
 };
 
+// Offload streaming (runtime/expert_cache.h): a prefill's MoE layer (T > kMoeDecodeMaxT rows) goes
+// through the streamer once its router has run. prefill_moe may read topk_idx (device, [T, top_k],
+// written on the decoder's stream) and must enqueue the layer's MoE through `run`, as one call with
+// MoePrefillPass{} or as passes that together run every group once (kernels/moe.h MoePrefillPass),
+// with `w` or a copy whose routed experts point elsewhere (bytes equal to those `w` points at).
+class MoeStreamer {
+ public:
+  using RunPass = std::function<Status(const MoeDeviceWeights& w, const MoePrefillPass& pass)>;
+  virtual ~MoeStreamer() = default;
+  virtual Status prefill_moe(int layer, const int32_t* topk_idx, int64_t T,
+                             const MoeDeviceWeights& w, const RunPass& run) = 0;
+};
+
 class GpuDecoder {
  public:
   // Bytes of the "decoder" region for prefills of up to max_rows rows; of the "sampling" region.
@@ -103,6 +116,8 @@ class GpuDecoder {
   // From the next forward on, every MoE layer l adds its router's top-k ids to
   // counts[l * n_experts + e] (device int32, [n_layers, n_experts]); null turns counting off.
   void set_expert_counts(int32_t* counts);
+  // From the next prefill on, its MoE layers go through `streamer` (null: moe_prefill directly).
+  void set_moe_streamer(MoeStreamer* streamer);
 
   struct Impl;
 

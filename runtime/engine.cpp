@@ -59,6 +59,10 @@ const MemoryPlan* Engine::gpu_plan() const {
   return impl_->gpu ? &impl_->gpu->plan() : nullptr;
 }
 
+GpuModel* Engine::gpu_model() const {
+  return impl_->gpu.get();
+}
+
 Expected<std::unique_ptr<Engine>> Engine::open(const EngineOptions& options) {
   auto impl = std::make_unique<Impl>();
   impl->opt = options;

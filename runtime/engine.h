@@ -24,6 +24,7 @@ Expected<Task> parse_task(std::string_view name);  // markdown|ocr|figure|descri
 Expected<std::string> task_prompt(Task task, std::string_view ref = {});
 
 struct MemoryPlan;  // runtime/planner.h
+class GpuModel;     // runtime/gpu_model.h
 
 struct EngineOptions {
   std::string model_dir;
@@ -65,6 +66,8 @@ class Engine {
   const EngineOptions& options() const;
   // The GPU memory plan (residency, offload, expert cache); null on the CPU backend.
   const MemoryPlan* gpu_plan() const;
+  // The CUDA backend's model (decoder, encoder, expert cache); null on the CPU backend.
+  GpuModel* gpu_model() const;
 
  private:
   struct Impl;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
+#include <cstring>
 #include <numeric>
 
 #include "kernels/quant.h"
@@ -72,8 +74,14 @@ struct ExpertCache::Layer {
 
 ExpertCache::~ExpertCache() {
   if (copy_) cudaStreamSynchronize(copy_);  // nothing to report to from a destructor
-  if (decoder_) decoder_->set_expert_counts(nullptr);
+  if (decoder_) decoder_->set_expert_counts(nullptr), decoder_->set_moe_streamer(nullptr);
   if (host_counts_) cudaFreeHost(host_counts_);
+  if (host_ids_) cudaFreeHost(host_ids_);
+  for (cudaEvent_t e : marks_) cudaEventDestroy(e);
+  for (int h = 0; h < 2; ++h) {
+    if (stage_copied_[h]) cudaEventDestroy(stage_copied_[h]);
+    if (stage_free_[h]) cudaEventDestroy(stage_free_[h]);
+  }
   if (queued_) cudaEventDestroy(queued_);
   if (copied_) cudaEventDestroy(copied_);
   if (copy_) cudaStreamDestroy(copy_);
@@ -87,7 +95,8 @@ Expected<std::unique_ptr<ExpertCache>> ExpertCache::create(const ModelConfig& cf
   const ExpertCachePlan& ep = plan.expert_cache;
   const Region* r = plan.find_region("expert_cache");
   if (!ep.active() || !region || !r || r->bytes < ep.counts_offset + ep.counts_bytes ||
-      ep.slots < 0 || ep.slots > cfg.n_experts ||
+      ep.slots < 0 || ep.slots > cfg.n_experts || ep.stage_slots < 0 ||
+      ep.stage_offset + ep.stage_slots * ep.slot_bytes > ep.counts_offset ||
       ep.counts_bytes < static_cast<uint64_t>(cfg.n_layers) * cfg.n_experts * 4)
     return Status::Error(
         "expert cache: the plan has no expert_cache region of its layout "
@@ -143,6 +152,12 @@ Expected<std::unique_ptr<ExpertCache>> ExpertCache::create(const ModelConfig& cf
   DSOCR_CUDA_TRY(cudaStreamCreateWithFlags(&c->copy_, cudaStreamNonBlocking));
   DSOCR_CUDA_TRY(cudaEventCreateWithFlags(&c->queued_, cudaEventDisableTiming));
   DSOCR_CUDA_TRY(cudaEventCreateWithFlags(&c->copied_, cudaEventDisableTiming));
+  for (int h = 0; h < 2; ++h) {
+    DSOCR_CUDA_TRY(cudaEventCreateWithFlags(&c->stage_copied_[h], cudaEventDisableTiming));
+    DSOCR_CUDA_TRY(cudaEventCreateWithFlags(&c->stage_free_[h], cudaEventDisableTiming));
+  }
+  const char* env = std::getenv("DSOCR_PREFILL_STREAM");  // A/B timing against zero-copy
+  c->streaming_ = ep.stage_slots >= 2 && !(env && std::strcmp(env, "0") == 0);
   DSOCR_CUDA_TRY(cudaMemsetAsync(c->counts_, 0, counts_bytes, stream));
   c->decoder_ = &decoder;
   // Every expert at its host copy first (bind_weights already did that; set it explicitly so the
@@ -154,6 +169,7 @@ Expected<std::unique_ptr<ExpertCache>> ExpertCache::create(const ModelConfig& cf
   for (const Layer& L : c->layers_) next.push_back(choose_cached_experts(L.slot_expert, L.score));
   DSOCR_TRY(c->assign(next));
   decoder.set_expert_counts(c->counts_);
+  decoder.set_moe_streamer(c.get());
   DSOCR_CUDA_TRY(cudaStreamSynchronize(stream));
   return c;
 }
@@ -220,6 +236,129 @@ Status ExpertCache::refill() {
   }
   DSOCR_TRY(assign(next));
   ++refills_;
+  return Status::Ok();
+}
+
+Expected<size_t> ExpertCache::mark(cudaStream_t s) {
+  if (marks_used_ == marks_.size()) {
+    cudaEvent_t e = nullptr;
+    DSOCR_CUDA_TRY(cudaEventCreate(&e));
+    marks_.push_back(e);
+  }
+  DSOCR_CUDA_TRY(cudaEventRecord(marks_[marks_used_], s));
+  return marks_used_++;
+}
+
+Status ExpertCache::harvest() {
+  for (const Timed& t : pending_) {
+    if (t.passes.empty()) continue;
+    const cudaEvent_t base = marks_[t.passes.front().first];
+    auto at = [&](size_t i, float* ms) { return cudaEventElapsedTime(ms, base, marks_[i]); };
+    std::vector<std::pair<float, float>> busy;  // the passes: disjoint, in order (one stream)
+    for (const auto& p : t.passes) {
+      float a = 0, b = 0;
+      DSOCR_CUDA_TRY(at(p.first, &a));
+      DSOCR_CUDA_TRY(at(p.second, &b));
+      busy.emplace_back(a, b);
+    }
+    for (const auto& c : t.copies) {
+      float a = 0, b = 0;
+      DSOCR_CUDA_TRY(at(c.first, &a));
+      DSOCR_CUDA_TRY(at(c.second, &b));
+      stats_.copy_ms += b - a;
+      for (const auto& p : busy)
+        stats_.hidden_ms += std::max(0.f, std::min(b, p.second) - std::max(a, p.first));
+    }
+    ++stats_.layers;
+    stats_.passes += static_cast<int>(t.passes.size());
+  }
+  pending_.clear();
+  marks_used_ = 0;
+  return Status::Ok();
+}
+
+Expected<ExpertCache::StreamStats> ExpertCache::stream_stats() {
+  DSOCR_CUDA_TRY(cudaStreamSynchronize(stream_));
+  DSOCR_TRY(harvest());
+  return stats_;
+}
+
+Status ExpertCache::prefill_moe(int layer, const int32_t* topk_idx, int64_t T,
+                                const MoeDeviceWeights& w, const RunPass& run) {
+  Layer* L = nullptr;
+  for (Layer& x : layers_)
+    if (x.layer == layer) L = &x;
+  if (!L || !streaming_) return run(w, MoePrefillPass{});
+  // The layer's choices on the host. The sync also finishes every earlier layer: its marks fold.
+  const int64_t n = T * cfg_.top_k;
+  if (n > host_ids_cap_) {
+    if (host_ids_) DSOCR_CUDA_TRY(cudaFreeHost(host_ids_));
+    host_ids_ = nullptr, host_ids_cap_ = 0;
+    DSOCR_CUDA_TRY(cudaHostAlloc(reinterpret_cast<void**>(&host_ids_), n * sizeof(int32_t), 0));
+    host_ids_cap_ = n;
+  }
+  DSOCR_CUDA_TRY(cudaMemcpyAsync(host_ids_, topk_idx, n * sizeof(int32_t), cudaMemcpyDeviceToHost,
+                                 stream_));
+  DSOCR_CUDA_TRY(cudaStreamSynchronize(stream_));
+  DSOCR_TRY(harvest());
+  uint64_t used = 0, cached = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int e = host_ids_[i];
+    if (e >= 0 && e < cfg_.n_experts) used |= 1ull << e;
+  }
+  for (int e : L->slot_expert)
+    if (e >= 0) cached |= 1ull << e;
+  std::vector<int> fetch;  // chosen, not cached: ascending id
+  for (int e = 0; e < cfg_.n_experts; ++e)
+    if ((used >> e) & (~cached >> e) & 1u) fetch.push_back(e);
+  if (fetch.empty()) return run(w, MoePrefillPass{});
+
+  // Pass 0: the cached experts and the shared MLP, while the first copies run. The staging slots
+  // were last read by the previous layer's passes, all enqueued before this point.
+  Timed t;
+  DSOCR_CUDA_TRY(cudaEventRecord(queued_, stream_));
+  DSOCR_CUDA_TRY(cudaStreamWaitEvent(copy_, queued_, 0));
+  auto timed_pass = [&](const MoeDeviceWeights& mw, const MoePrefillPass& pass) -> Status {
+    DSOCR_ASSIGN_OR_RETURN(const size_t a, mark(stream_));
+    DSOCR_TRY(run(mw, pass));
+    DSOCR_ASSIGN_OR_RETURN(const size_t b, mark(stream_));
+    t.passes.emplace_back(a, b);
+    return Status::Ok();
+  };
+  DSOCR_TRY(timed_pass(w, MoePrefillPass{used & cached, true, true, false}));
+
+  // Then the fetched experts, `half` at a time, alternating between the two staging halves.
+  const int half = plan_.stage_slots / 2;
+  const int chunks = static_cast<int>((fetch.size() + half - 1) / half);
+  MoeDeviceWeights sw = w;
+  for (int c = 0; c < chunks; ++c) {
+    const int h = c % 2;
+    if (c >= 2) DSOCR_CUDA_TRY(cudaStreamWaitEvent(copy_, stage_free_[h], 0));
+    DSOCR_ASSIGN_OR_RETURN(const size_t cs, mark(copy_));
+    uint64_t mask = 0;
+    for (int j = 0; j < half && c * half + j < static_cast<int>(fetch.size()); ++j) {
+      const int e = fetch[c * half + j];
+      uint8_t* dst = region_ + plan_.stage_offset + (h * half + j) * plan_.slot_bytes;
+      std::array<const uint8_t*, 3> part{};
+      for (int k = 0; k < 3; ++k) {
+        DSOCR_CUDA_TRY(cudaMemcpyAsync(dst + plan_.part_offset[k], L->host[e][k], L->nbytes[e][k],
+                                       cudaMemcpyHostToDevice, copy_));
+        part[k] = dst + plan_.part_offset[k];
+        stats_.bytes += L->nbytes[e][k];
+      }
+      const ExpertView v = expert_view(part, L->scale_at);
+      sw.experts[e] = v.w, sw.expert_scales[e] = v.scales;
+      mask |= 1ull << e;
+      ++stats_.experts;
+    }
+    DSOCR_ASSIGN_OR_RETURN(const size_t ce, mark(copy_));
+    t.copies.emplace_back(cs, ce);
+    DSOCR_CUDA_TRY(cudaEventRecord(stage_copied_[h], copy_));
+    DSOCR_CUDA_TRY(cudaStreamWaitEvent(stream_, stage_copied_[h], 0));
+    DSOCR_TRY(timed_pass(sw, MoePrefillPass{mask, false, false, c == chunks - 1}));
+    DSOCR_CUDA_TRY(cudaEventRecord(stage_free_[h], stream_));
+  }
+  pending_.push_back(std::move(t));
   return Status::Ok();
 }
 

@@ -18,9 +18,21 @@
 // first waits for everything already enqueued on the model's stream (a slot is only overwritten
 // once no queued kernel can read it); the model's stream then waits for the copies, and the new
 // pointers are set in the decoder's table, which makes the next generate() capture its graph again
-// (the graph holds MoeDeviceWeights by value). Not yet: refills inside a page (every K tokens),
-// overlap of the copies with the next page's vision pass, copying the chosen experts after the
-// router within a step.
+// (the graph holds MoeDeviceWeights by value). Refill copies already run beside the next page's
+// host preprocessing (~11 ms for a Gundam page); making them wait for the next forward instead of
+// blocking the model's stream at once gave nothing (measured, bench/RESULTS.md session 6).
+//
+// Prefill streaming (MoeStreamer, on unless DSOCR_PREFILL_STREAM=0): in a prefill (T > 8 rows)
+// each MoE layer's router ids come to the host (one sync per MoE layer); the chosen experts that
+// are not cached are copied into the plan's 4 staging slots, two at a time, double-buffered: while
+// the model's stream multiplies one pair, the copy engine fills the other half; and the layer's MoE
+// runs as passes (kernels/moe.h MoePrefillPass): first the cached experts and the shared MLP,
+// overlapping the first copies, then each staged pair as it lands, the last pass combining. Each
+// uncached expert crosses PCIe once per layer, by the copy engine, where the zero-copy GEMM
+// re-read it for every 128-row tile. The decode step (T <= 8, a CUDA graph) still reads uncached
+// experts zero-copy: its choices are known only on the device, one layer ahead of their use.
+// stream_stats() reports the copy time and how much of it ran while a pass was computing, from
+// CUDA events around every copy and pass.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -44,7 +56,7 @@ namespace dsocr {
 std::vector<int> choose_cached_experts(const std::vector<int>& current,
                                        const std::vector<double>& score);
 
-class ExpertCache {
+class ExpertCache : public MoeStreamer {
  public:
   // region: the pool's "expert_cache" region (plan.expert_cache's layout); host: the host pool
   // holding every routed expert of plan.expert_cache.layers; stream: the model's stream. Fills
@@ -54,9 +66,29 @@ class ExpertCache {
                                                        const MemoryPlan& plan, uint8_t* region,
                                                        const HostPool& host, GpuDecoder& decoder,
                                                        cudaStream_t stream);
-  ~ExpertCache();
+  ~ExpertCache() override;
 
   Status refill();
+
+  // MoeStreamer (decoder_gpu.h): a prefill MoE layer, its uncached experts streamed (above).
+  Status prefill_moe(int layer, const int32_t* topk_idx, int64_t T, const MoeDeviceWeights& w,
+                     const RunPass& run) override;
+  bool streaming() const { return streaming_; }
+  // Streaming on (the default unless DSOCR_PREFILL_STREAM=0) or off (zero-copy prefill reads):
+  // the same bits either way, only the speed differs.
+  void set_streaming(bool on) { streaming_ = on && plan_.stage_slots >= 2; }
+
+  // Prefill streaming since creation.
+  struct StreamStats {
+    int layers = 0;        // MoE layers that streamed (had chosen experts not cached)
+    int passes = 0;        // moe_prefill passes of those layers
+    int64_t experts = 0;   // experts copied into staging slots
+    uint64_t bytes = 0;    // their bytes
+    double copy_ms = 0;    // copy engine busy: sum of the copy intervals
+    double hidden_ms = 0;  // of that, while the model's stream ran a pass of the same layer
+  };
+  // Waits for the work enqueued so far on the model's stream (and thus every copy it consumed).
+  Expected<StreamStats> stream_stats();
 
   const ExpertCachePlan& plan() const { return plan_; }
   // The expert in each slot of MoE layer `layer` (model layer number), -1 for an empty slot.
@@ -72,6 +104,8 @@ class ExpertCache {
  private:
   ExpertCache() = default;
   Status assign(const std::vector<std::vector<int>>& next);  // per cached layer: slot -> expert
+  Status harvest();                    // folds the timed intervals of finished layers into stats_
+  Expected<size_t> mark(cudaStream_t s);  // records a timing event (marks_[index]) on s
 
   ModelConfig cfg_;
   ExpertCachePlan plan_;
@@ -83,6 +117,20 @@ class ExpertCache {
   cudaStream_t copy_ = nullptr;
   cudaEvent_t queued_ = nullptr, copied_ = nullptr;
   std::vector<Layer> layers_;
+  // Prefill streaming: the router ids on the host, a staging half's events, the timing marks of
+  // the layers streamed since the last harvest (pairs of indices into marks_: copy and pass
+  // intervals) and the folded totals.
+  bool streaming_ = true;
+  int32_t* host_ids_ = nullptr;
+  int64_t host_ids_cap_ = 0;
+  cudaEvent_t stage_copied_[2] = {nullptr, nullptr}, stage_free_[2] = {nullptr, nullptr};
+  std::vector<cudaEvent_t> marks_;
+  size_t marks_used_ = 0;
+  struct Timed {
+    std::vector<std::pair<size_t, size_t>> copies, passes;
+  };
+  std::vector<Timed> pending_;
+  StreamStats stats_;
   int refills_ = 0;
   int64_t moved_ = 0;
   uint64_t bytes_moved_ = 0;

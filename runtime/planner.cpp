@@ -231,10 +231,12 @@ std::string MemoryPlan::describe() const {
                 format_bytes(host_total).c_str(), static_cast<unsigned long long>(host_total));
   }
   if (expert_cache.active())
-    s += strfmt("  %-24s %14s %10s  %d of %d experts in %zu MoE layers, %s per slot\n",
-                "expert cache", "", format_bytes(expert_cache.counts_offset).c_str(),
-                expert_cache.slots, expert_cache.n_experts, expert_cache.layers.size(),
-                format_bytes(expert_cache.slot_bytes).c_str());
+    s += strfmt(
+        "  %-24s %14s %10s  %d of %d experts in %zu MoE layers, %s per slot, + %d staging "
+        "slots (a prefill's uncached experts)\n",
+        "expert cache", "", format_bytes(expert_cache.counts_offset).c_str(), expert_cache.slots,
+        expert_cache.n_experts, expert_cache.layers.size(),
+        format_bytes(expert_cache.slot_bytes).c_str(), expert_cache.stage_slots);
   if (minimum)
     s += strfmt(
         "  %-24s %14s %10s  (%llu bytes) mode %s, --quant %s: embedding and routed "
@@ -417,11 +419,14 @@ Status lay_out(const ModelConfig& cfg, const std::vector<WeightEntry>& weights, 
     ec.part_offset[1] = align_up(ec.part_bytes[0]);
     ec.part_offset[2] = ec.part_offset[1] + align_up(ec.part_bytes[1]);
     ec.slot_bytes = align_up(ec.part_offset[2] + ec.part_bytes[2]);
-    ec.counts_offset = static_cast<uint64_t>(ec.layers.size()) * ec.slots * ec.slot_bytes;
+    ec.stage_slots = kExpertStageSlots;
+    ec.stage_offset = static_cast<uint64_t>(ec.layers.size()) * ec.slots * ec.slot_bytes;
+    ec.counts_offset = ec.stage_offset + static_cast<uint64_t>(ec.stage_slots) * ec.slot_bytes;
     ec.counts_bytes = static_cast<uint64_t>(cfg.n_layers) * cfg.n_experts * 4;
     add_region("expert_cache", RegionKind::kWeights, ec.counts_offset + ec.counts_bytes,
-               strfmt("%d slots x %zu layers x %s, + router-choice counters", ec.slots,
-                      ec.layers.size(), format_bytes(ec.slot_bytes).c_str()));
+               strfmt("%d slots x %zu layers x %s, + %d staging slots, router-choice counters",
+                      ec.slots, ec.layers.size(), format_bytes(ec.slot_bytes).c_str(),
+                      ec.stage_slots));
   }
 
   add_region("kv_cache", RegionKind::kKvCache, kv_cache_bytes(cfg, p.kv_tokens),

@@ -124,9 +124,15 @@ bool parse_expert_name(std::string_view name, int* layer, int* expert, int* part
 
 // The device expert cache of an offload plan (region "expert_cache"): for each MoE layer whose
 // routed experts live on the host, `slots` slots of slot_bytes, each holding one expert's gate,
-// up and down as stored (at part_offset[0..2]), then the router-choice counters.
-//   region = layers.size() x slots x slot_bytes, then counts_bytes (int32 [n_layers, n_experts]:
-//   the runtime's histogram of router choices, indexed by the model's layer number)
+// up and down as stored (at part_offset[0..2]); then stage_slots staging slots of the same size
+// (a prefill's uncached experts stream through them, double-buffered: runtime/expert_cache.h);
+// then the router-choice counters.
+//   region = (layers.size() x slots + stage_slots) x slot_bytes, then counts_bytes (int32
+//   [n_layers, n_experts]: the runtime's histogram of router choices, indexed by layer number)
+// Two halves of two staging slots, whatever the format: more (8 INT4 experts per half) made a
+// prefill under --gpu-mem 2G 10 % faster but cost a cache slot per layer there, and decode 17 %
+// (bench/RESULTS.md, session 7).
+constexpr int kExpertStageSlots = 4;
 struct ExpertCachePlan {
   std::vector<int> layers;              // model layer numbers, ascending; empty: experts on the GPU
   int slots = 0;                        // per layer, min_expert_slots() .. n_experts - 1
@@ -134,7 +140,9 @@ struct ExpertCachePlan {
   uint64_t slot_bytes = 0;              // multiple of kPoolAlign
   uint64_t part_offset[3] = {0, 0, 0};  // gate, up, down inside a slot
   uint64_t part_bytes[3] = {0, 0, 0};   // the largest of each part
-  uint64_t counts_offset = 0;           // inside the region: after the slots
+  int stage_slots = 0;                  // kExpertStageSlots when active
+  uint64_t stage_offset = 0;            // inside the region: after the layers' slots
+  uint64_t counts_offset = 0;           // inside the region: after the staging slots
   uint64_t counts_bytes = 0;
   bool active() const { return !layers.empty(); }
 };

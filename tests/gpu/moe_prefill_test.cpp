@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "gpu/moe_test_util.h"
@@ -181,6 +182,31 @@ void run_prefill(const Layer& L, int T, Routing how, uint64_t seed, const std::s
     LAUNCH_OK(run(dyf.get(), GemvEpilogue::kStoreF32));
     const std::vector<uint16_t> got_add = dres.download(), got_bf = dbf.download();
     const std::vector<float> got_f = dyf.download();
+    {  // MoePrefillPass: the same bits from three passes (offload streaming's split)
+      DevBuf<uint16_t> pres(res);
+      DevBuf<float> pyf(static_cast<size_t>(T) * ld);
+      for (GemvEpilogue ep : {GemvEpilogue::kAddBf16, GemvEpilogue::kStoreF32}) {
+        ws.poison();
+        void* y = ep == GemvEpilogue::kAddBf16 ? static_cast<void*>(pres.get()) : pyf.get();
+        uint64_t in_pass[3] = {0, 0, 0};  // even experts; odd below n/2; odd above
+        for (int e = 0; e < s.n_experts; ++e)
+          in_pass[e % 2 == 0 ? 0 : (e < s.n_experts / 2 ? 1 : 2)] |= 1ull << e;
+        for (int i = 0; i < 3; ++i) {
+          MoeDeviceWeights wp = L.dw;  // the experts of other passes: null, never read
+          for (int e = 0; e < s.n_experts; ++e)
+            if (!((in_pass[i] >> e) & 1)) wp.experts[e] = MlpWeights{};
+          if (i > 0) wp.shared = MlpWeights{};
+          const MoePrefillPass pass{in_pass[i], i == 0, i == 0, i == 2};
+          LAUNCH_OK(moe_prefill(dx.get(), ld, didx.get(), dw.get(), wp, y, ld, ep, ws.get(), T,
+                                s.dim, s.n_experts, s.top_k, s.moe_inter, s.shared_inter, nullptr,
+                                &tune, &pass));
+        }
+      }
+      EXPECT_TRUE(pres.download() == got_add) << nm << ": three passes differ (residual-add)";
+      const std::vector<float> pf = pyf.download();
+      EXPECT_EQ(std::memcmp(pf.data(), got_f.data(), pf.size() * sizeof(float)), 0)
+          << nm << ": three passes differ (store f32)";
+    }
     expect_2x_naive(nm + " residual-add bf16", columns(bf16_to_f64(got_add), T, s.dim, ld),
                     naive_add, ref_add);
     expect_2x_naive(nm + " store bf16", columns(bf16_to_f64(got_bf), T, s.dim, ld), naive_bf,
@@ -315,6 +341,19 @@ TEST(MoePrefill, Rejects) {
   EXPECT_EQ(moe_prefill(x.get(), 64, idx.get(), w.get(), L.dw, y.get(), 64,
                         GemvEpilogue::kStoreBf16, ws.get(), 4, 64, 4, 2, 32, 64, nullptr, &bad),
             cudaErrorInvalidValue);  // row tile
+  // A pass checks the weights of the groups it runs, and only those.
+  MoeDeviceWeights holes = L.dw;
+  holes.experts[1] = MlpWeights{};
+  holes.shared = MlpWeights{};
+  auto pass_call = [&](const MoePrefillPass& p) {
+    return moe_prefill(x.get(), 64, idx.get(), w.get(), holes, y.get(), 64,
+                       GemvEpilogue::kStoreBf16, ws.get(), 4, 64, 4, 2, 32, 64, nullptr, nullptr,
+                       &p);
+  };
+  EXPECT_EQ(pass_call({1ull << 1, false, true, true}), cudaErrorInvalidValue);  // expert 1 null
+  EXPECT_EQ(pass_call({1ull << 0, true, true, true}), cudaErrorInvalidValue);   // shared null
+  EXPECT_EQ(pass_call({0b1101, false, true, true}), cudaSuccess);  // ids poisoned: none chosen
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 }
 
 }  // namespace

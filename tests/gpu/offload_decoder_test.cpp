@@ -1,7 +1,9 @@
 // Offload changes where bytes live, never the arithmetic (runtime/planner.h "Offload",
 // runtime/expert_cache.h): the SYNTH-1 decoder run all on the GPU and under budgets that move the
 // embedding table and then the routed experts to pinned host memory (6 and 32 of 64 expert slots
-// per MoE layer) must give bit-identical prefill logits, teacher-forced logits and generated ids,
+// per MoE layer; with 6, once more with the prefill reading uncached experts zero-copy instead of
+// streaming them through the staging slots) must give bit-identical prefill logits, teacher-forced
+// logits and generated ids,
 // across expert-cache refills between the sequences (which change the decoder's expert table and
 // make the decode graph be captured again). Once with BF16 weights, once with --quant mixed
 // (INT4 routed experts, which then live in the host pool and the slots in their packed form with
@@ -207,11 +209,13 @@ void check_offload(const QuantPolicy& quant) {
     uint64_t budget;
     bool embed_host;
     int slots;  // -1: experts on the GPU
+    bool stream = true;  // prefill streaming (ExpertCache::set_streaming)
   };
   const Variant variants[] = {
       {"all resident", all->total, false, -1},
       {"embedding on the host", all->total - 1, true, -1},
       {"experts on the host, 6 slots per layer", all->minimum, true, 6},
+      {"experts on the host, 6 slots, prefill zero-copy", all->minimum, true, 6, false},
       {"experts on the host, 32 slots per layer", all->minimum + 26 * per_slot, true, 32},
   };
   Outputs ref;
@@ -253,12 +257,27 @@ void check_offload(const QuantPolicy& quant) {
       ExpertCache& c = *(*m)->expert_cache();
       for (int l : plan.expert_cache.layers)
         for (int sl = 0; sl < v.slots; ++sl) ASSERT_EQ(c.slot_experts(l)[sl], sl);
+      c.set_streaming(v.stream);
     }
     Outputs out;
     run_passes(**m, out);
     if (::testing::Test::HasFatalFailure()) return;
     std::printf("  [%s] refills %d, experts copied into slots %lld\n", v.name, out.refills,
                 static_cast<long long>(out.moved));
+    if (v.slots >= 0) {  // the prefills' uncached experts went through the staging slots, or not
+      auto st = (*m)->expert_cache()->stream_stats();
+      ASSERT_TRUE(st.ok()) << st.message();
+      std::printf("  [%s] prefill streaming: %d layers, %lld experts, %.1f MB, %d passes, copy "
+                  "%.2f ms, %.0f%% hidden\n",
+                  v.name, st->layers, static_cast<long long>(st->experts), st->bytes * 1e-6,
+                  st->passes, st->copy_ms, st->copy_ms > 0 ? 100 * st->hidden_ms / st->copy_ms : 0);
+      if (v.stream) {
+        EXPECT_GT(st->experts, 0) << "no prefill streamed an expert: the test missed the path";
+        EXPECT_GT(st->passes, st->layers) << "a streamed layer runs at least two passes";
+      } else {
+        EXPECT_EQ(st->experts, 0) << "streaming was off";
+      }
+    }
     if (v.slots < 0) {
       // Determinism first: without it bit-identity across placements means nothing.
       for (int p = 1; p < 3; ++p)

@@ -284,20 +284,20 @@ std::string table_row(const std::string& out, const std::string& first) {
 TEST_F(Cli, InspectOffloadPlan) {
   const fs::path dir = full_checkpoint();
   const std::string inspect = "--model '" + dir.string() + "' --inspect --device cpu ";
-  // Gundam, BF16, the full context: 7.58 GB all on the GPU; the smallest offload plan 2.86 GB
+  // Gundam, BF16, the full context: 7.58 GB all on the GPU; the smallest offload plan 2.88 GB
   // (tests/unit/offload_plan_test.cpp has the arithmetic).
   Result all = run(inspect);
   ASSERT_EQ(all.code, 0) << all.err;
   for (const char* want : {"residency                all on the GPU", "minimum budget",
-                           "2.86 GB  (2856", "weights.clip 606 MB, kv_cache 503 MB"})
+                           "2.88 GB  (2884", "weights.clip 606 MB, kv_cache 503 MB"})
     EXPECT_NE(all.out.find(want), std::string::npos) << want << " missing from:\n" << all.out;
   EXPECT_EQ(all.out.find("host pool"), std::string::npos) << all.out;
 
   Result low = run(inspect + "--gpu-mem 2500M");
   expect_one_line_error(low, 1,
-                        "--gpu-mem 2500M (2.62 GB) is below the minimum 2.86 GB for mode gundam, "
+                        "--gpu-mem 2500M (2.62 GB) is below the minimum 2.88 GB for mode gundam, "
                         "--quant bf16");
-  EXPECT_NE(low.err.find("weights.clip 606 MB, kv_cache 503 MB, expert_cache 454 MB, ...); raise "
+  EXPECT_NE(low.err.find("weights.clip 606 MB, kv_cache 503 MB, expert_cache 482 MB, ...); raise "
                          "--gpu-mem, lower --max-tokens or use a smaller --mode"),
             std::string::npos)
       << low.err;

@@ -101,9 +101,10 @@ TEST(OffloadPlan, StepsAndMinimum) {
   EXPECT_EQ(routed, 4844421120ull);
 
   // The expert cache of the smallest plan: top_k = 6 slots x 11 MoE layers, a slot = gate, up,
-  // down of [896, 1280] BF16 (2,293,760 B each, already 256-aligned), then 12 x 64 int32 counters.
+  // down of [896, 1280] BF16 (2,293,760 B each, already 256-aligned), then the 4 staging slots,
+  // then 12 x 64 int32 counters.
   const uint64_t part = 896ull * 1280 * 2, slot = 3 * part;
-  const uint64_t cache_min = align(11 * 6 * slot + 12 * 64 * 4);
+  const uint64_t cache_min = align((11 * 6 + 4) * slot + 12 * 64 * 4);
   const uint64_t minimum = all.total - align(embed) - align(routed) + cache_min;
   EXPECT_EQ(all.minimum, minimum);
   EXPECT_EQ(min_expert_slots(cfg), 6);
@@ -152,10 +153,12 @@ TEST(OffloadPlan, StepsAndMinimum) {
   EXPECT_EQ(ec.part_offset[0], 0u);
   EXPECT_EQ(ec.part_offset[1], part);
   EXPECT_EQ(ec.part_offset[2], 2 * part);
-  EXPECT_EQ(ec.counts_offset, 66 * slot);
+  EXPECT_EQ(ec.stage_slots, 4);
+  EXPECT_EQ(ec.stage_offset, 66 * slot);
+  EXPECT_EQ(ec.counts_offset, 70 * slot);
   EXPECT_EQ(ec.counts_bytes, 12u * 64 * 4);
   ASSERT_NE(p.find_region("expert_cache"), nullptr);
-  EXPECT_EQ(p.find_region("expert_cache")->bytes, 66 * slot + 3072);
+  EXPECT_EQ(p.find_region("expert_cache")->bytes, 70 * slot + 3072);
   EXPECT_EQ(p.find_region(kRouted), nullptr);
   ASSERT_EQ(p.host_regions.size(), 2u);
   EXPECT_EQ(p.host_regions[1].name, kRouted);
@@ -193,7 +196,7 @@ TEST(OffloadPlan, StepsAndMinimum) {
                    format_bytes(minimum) + " for mode gundam, --quant bf16"),
             0u)
       << m;
-  EXPECT_NE(m.find("weights.clip 606 MB, kv_cache 503 MB, expert_cache 454 MB"), std::string::npos)
+  EXPECT_NE(m.find("weights.clip 606 MB, kv_cache 503 MB, expert_cache 482 MB"), std::string::npos)
       << m;
   EXPECT_NE(m.find("; raise --gpu-mem"), std::string::npos) << m;
   EXPECT_FALSE(plan_memory(cfg, w, budget(1ull << 30)).ok());
@@ -244,8 +247,9 @@ TEST(OffloadPlan, QuantizedExpertsKeepTheirPackedSize) {
   const uint64_t embed = 129280ull * 1280 * 2;  // never quantized
   EXPECT_EQ(all.find_region(kRouted)->bytes, routed);
   EXPECT_EQ(all.find_region(kEmbedRegion)->bytes, embed);
+  // 6 slots per layer, then the 4 staging slots.
   const uint64_t minimum =
-      all.total - align(embed) - align(routed) + align(66 * slot + 12 * 64 * 4);
+      all.total - align(embed) - align(routed) + align(70 * slot + 12 * 64 * 4);
   EXPECT_EQ(all.minimum, minimum);
   o.gpu_mem = minimum;
   MemoryPlan p = plan(w, o);
@@ -259,7 +263,7 @@ TEST(OffloadPlan, QuantizedExpertsKeepTheirPackedSize) {
     EXPECT_EQ(ec.part_bytes[k], part) << k;
     EXPECT_EQ(ec.part_offset[k], k * part) << k;
   }
-  EXPECT_EQ(p.find_region("expert_cache")->bytes, 66 * slot + 3072);
+  EXPECT_EQ(p.find_region("expert_cache")->bytes, 70 * slot + 3072);
   ASSERT_EQ(p.host_regions.size(), 2u);
   EXPECT_EQ(p.host_regions[1].name, kRouted);
   EXPECT_EQ(p.host_regions[1].bytes, routed);
@@ -311,7 +315,7 @@ TEST(OffloadPlan, Int8ExpertsPartsAndMinimum) {
   const uint64_t routed = 704 * slot;
   EXPECT_EQ(all.find_region(kRouted)->bytes, routed);
   const uint64_t embed = 129280ull * 1280 * 2;
-  const uint64_t minimum = all.total - align(embed) - align(routed) + align(66 * slot + 3072);
+  const uint64_t minimum = all.total - align(embed) - align(routed) + align(70 * slot + 3072);
   EXPECT_EQ(all.minimum, minimum);
   o.gpu_mem = minimum + 3 * 11 * slot;
   const MemoryPlan p = plan(w, o);
@@ -329,7 +333,7 @@ TEST(OffloadPlan, Int8ExpertsPartsAndMinimum) {
   EXPECT_EQ(ec.part_offset[2], 2 * gate);
   EXPECT_EQ(p.host_regions.back().bytes, routed);
   EXPECT_EQ(p.host_total, align(embed) + routed);
-  EXPECT_EQ(p.find_region("expert_cache")->bytes, 99 * slot + 3072);
+  EXPECT_EQ(p.find_region("expert_cache")->bytes, (99 + 4) * slot + 3072);
 }
 
 TEST(OffloadPlan, Describe) {
