@@ -72,6 +72,25 @@ struct ExpertCache::Layer {
   std::array<uint64_t, 3> scale_at{};  // scales' offset in each part (0: BF16, no scales)
 };
 
+namespace {
+
+// Enqueues expert e of layer L on `copy` into the slot at dst, each part as stored (values, then
+// scales when quantized) at its plan offset; adds its bytes to *bytes and returns its slot view.
+Expected<ExpertView> copy_expert(const ExpertCache::Layer& L, int e, uint8_t* dst,
+                                 const ExpertCachePlan& plan, cudaStream_t copy,
+                                 uint64_t* bytes) {
+  std::array<const uint8_t*, 3> part{};
+  for (int k = 0; k < 3; ++k) {
+    DSOCR_CUDA_TRY(cudaMemcpyAsync(dst + plan.part_offset[k], L.host[e][k], L.nbytes[e][k],
+                                   cudaMemcpyHostToDevice, copy));
+    part[k] = dst + plan.part_offset[k];
+    *bytes += L.nbytes[e][k];
+  }
+  return expert_view(part, L.scale_at);
+}
+
+}  // namespace
+
 ExpertCache::~ExpertCache() {
   if (copy_) cudaStreamSynchronize(copy_);  // nothing to report to from a destructor
   if (decoder_) decoder_->set_expert_counts(nullptr), decoder_->set_moe_streamer(nullptr);
@@ -174,11 +193,16 @@ Expected<std::unique_ptr<ExpertCache>> ExpertCache::create(const ModelConfig& cf
   return c;
 }
 
-const std::vector<int>& ExpertCache::slot_experts(int layer) const {
+const ExpertCache::Layer* ExpertCache::find_layer(int layer) const {
   for (const Layer& L : layers_)
-    if (L.layer == layer) return L.slot_expert;
+    if (L.layer == layer) return &L;
+  return nullptr;
+}
+
+const std::vector<int>& ExpertCache::slot_experts(int layer) const {
   static const std::vector<int> kNone;
-  return kNone;
+  const Layer* L = find_layer(layer);
+  return L ? L->slot_expert : kNone;
 }
 
 uint8_t* ExpertCache::slot(int layer, int s) const {
@@ -202,16 +226,8 @@ Status ExpertCache::assign(const std::vector<std::vector<int>>& next) {
         DSOCR_TRY(decoder_->set_expert(L.layer, old, L.mapped[old].w, L.mapped[old].scales));
       L.slot_expert[s] = e;
       if (e < 0) continue;
-      // Each part as stored (values, then scales when quantized) into its place in the slot.
-      uint8_t* dst = slot(L.layer, s);
-      std::array<const uint8_t*, 3> part{};
-      for (int k = 0; k < 3; ++k) {
-        DSOCR_CUDA_TRY(cudaMemcpyAsync(dst + plan_.part_offset[k], L.host[e][k], L.nbytes[e][k],
-                                       cudaMemcpyHostToDevice, copy_));
-        part[k] = dst + plan_.part_offset[k];
-        bytes_moved_ += L.nbytes[e][k];
-      }
-      const ExpertView v = expert_view(part, L.scale_at);
+      DSOCR_ASSIGN_OR_RETURN(const ExpertView v,
+                             copy_expert(L, e, slot(L.layer, s), plan_, copy_, &bytes_moved_));
       DSOCR_TRY(decoder_->set_expert(L.layer, e, v.w, v.scales));
       ++moved_;
     }
@@ -285,9 +301,7 @@ Expected<ExpertCache::StreamStats> ExpertCache::stream_stats() {
 
 Status ExpertCache::prefill_moe(int layer, const int32_t* topk_idx, int64_t T,
                                 const MoeDeviceWeights& w, const RunPass& run) {
-  Layer* L = nullptr;
-  for (Layer& x : layers_)
-    if (x.layer == layer) L = &x;
+  const Layer* L = find_layer(layer);
   if (!L || !streaming_) return run(w, MoePrefillPass{});
   // The layer's choices on the host. The sync also finishes every earlier layer: its marks fold.
   const int64_t n = T * cfg_.top_k;
@@ -339,14 +353,8 @@ Status ExpertCache::prefill_moe(int layer, const int32_t* topk_idx, int64_t T,
     for (int j = 0; j < half && c * half + j < static_cast<int>(fetch.size()); ++j) {
       const int e = fetch[c * half + j];
       uint8_t* dst = region_ + plan_.stage_offset + (h * half + j) * plan_.slot_bytes;
-      std::array<const uint8_t*, 3> part{};
-      for (int k = 0; k < 3; ++k) {
-        DSOCR_CUDA_TRY(cudaMemcpyAsync(dst + plan_.part_offset[k], L->host[e][k], L->nbytes[e][k],
-                                       cudaMemcpyHostToDevice, copy_));
-        part[k] = dst + plan_.part_offset[k];
-        stats_.bytes += L->nbytes[e][k];
-      }
-      const ExpertView v = expert_view(part, L->scale_at);
+      DSOCR_ASSIGN_OR_RETURN(const ExpertView v,
+                             copy_expert(*L, e, dst, plan_, copy_, &stats_.bytes));
       sw.experts[e] = v.w, sw.expert_scales[e] = v.scales;
       mask |= 1ull << e;
       ++stats_.experts;

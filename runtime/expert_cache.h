@@ -103,6 +103,7 @@ class ExpertCache : public MoeStreamer {
 
  private:
   ExpertCache() = default;
+  const Layer* find_layer(int layer) const;  // model layer number -> its cached layer, or null
   Status assign(const std::vector<std::vector<int>>& next);  // per cached layer: slot -> expert
   Status harvest();                    // folds the timed intervals of finished layers into stats_
   Expected<size_t> mark(cudaStream_t s);  // records a timing event (marks_[index]) on s
