@@ -1,12 +1,14 @@
 #include "runtime/vision_gpu.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "kernels/activation.h"
 #include "kernels/conv2d.h"
 #include "kernels/interp.h"
 #include "kernels/layernorm.h"
+#include "kernels/parallel.h"
 #include "kernels/vision_attention.h"
 #include "kernels/vision_misc.h"
 #include "loader/bf16.h"
@@ -116,6 +118,17 @@ ActLayout act_layout(const ModelConfig& cfg, int S, int n) {
   return a;
 }
 
+// The group whose pinned staging area takes host pixels of side S: the one of that side with the
+// most views (encode_group checks that a call's views fit it).
+size_t staging_group(const std::vector<VisionGroup>& groups, int S) {
+  size_t best = groups.size();
+  for (size_t i = 0; i < groups.size(); ++i)
+    if (groups[i].side == S &&
+        (best == groups.size() || groups[i].max_views > groups[best].max_views))
+      best = i;
+  return best;
+}
+
 bool bad_side(const ModelConfig& cfg, int S) {
   return S < 64 || S % 64 != 0 || S / cfg.sam.patch > 1024;
 }
@@ -165,6 +178,36 @@ struct VisionGpu::Events {
   ~Events() {
     for (cudaEvent_t x : e)
       if (x) cudaEventDestroy(x);
+  }
+};
+
+struct VisionGpu::Graphs {
+  struct Entry {
+    int S = 0, n = 0, uses = 0;
+    cudaGraphExec_t exec = nullptr;
+  };
+  std::vector<Entry> e;
+  Entry& at(int S, int n) {
+    for (Entry& x : e)
+      if (x.S == S && x.n == n) return x;
+    e.push_back(Entry{S, n, 0, nullptr});
+    return e.back();
+  }
+  ~Graphs() {
+    for (Entry& x : e)
+      if (x.exec) cudaGraphExecDestroy(x.exec);
+  }
+};
+
+struct VisionGpu::Staging {
+  uint8_t* host = nullptr;
+  bool unavailable = false;       // cudaHostAlloc failed once: pageable copies from then on
+  std::vector<size_t> offset;     // per group (groups_ order)
+  std::vector<cudaEvent_t> done;  // per group: after the last copy out of its area
+  ~Staging() {
+    for (cudaEvent_t e : done)
+      if (e) cudaEventDestroy(e);
+    if (host) cudaFreeHost(host);
   }
 };
 
@@ -271,6 +314,10 @@ Expected<std::unique_ptr<VisionGpu>> VisionGpu::create(const ModelConfig& cfg,
   v->act_ = v->region_ + off;
   v->act_bytes_ = region_bytes - off;
   v->events_ = std::make_unique<Events>();
+  v->graphs_ = std::make_unique<Graphs>();
+  v->staging_ = std::make_unique<Staging>();
+  if (const char* env = std::getenv("DSOCR_VISION_GRAPH"))  // A/B timing against eager launches
+    v->use_graphs_ = std::strcmp(env, "0") != 0;
   for (cudaEvent_t& e : v->events_->e) DSOCR_CUDA_TRY(cudaEventCreate(&e));
   for (int i = 0; i < 256; ++i)
     v->pixel_lut_[i] = f32_to_bf16(normalize_pixel(static_cast<uint8_t>(i)));
@@ -341,16 +388,33 @@ Status VisionGpu::encode_group(const uint8_t* pixels, bool on_device, int n, int
   if (a.bytes > act_bytes_) return Status::Error("vision encoder: activation area too small");
   cudaEvent_t* ev = events_->e;
 
-  // Host pixels (u8) into the workspace; device pixels are read where they are.
+  // Host pixels (u8) into the workspace. Device pixels are read where they are by an eager
+  // encode; a graph replay reads the workspace's pixel area (one device-to-device copy, ~5 µs for
+  // a Gundam page's tiles), so that its nodes never change. (The legacy default stream cannot be
+  // captured: encodes on it run eagerly.)
+  const bool replay = use_graphs_ && !ms && stream != nullptr && stream != cudaStreamLegacy;
   DSOCR_CUDA_TRY(cudaEventRecord(ev[0], stream));
   const uint8_t* pix = pixels;
-  if (!on_device) {
-    DSOCR_CUDA_TRY(cudaMemcpyAsync(act_ + a.pix, pixels, size_t(n) * S * S * 3,
-                                   cudaMemcpyHostToDevice, stream));
+  if (!on_device || replay) {
+    const size_t bytes = size_t(n) * S * S * 3;
+    const uint8_t* src = pixels;
+    if (!on_device) {
+      DSOCR_ASSIGN_OR_RETURN(const uint8_t* pinned, stage_pixels(pixels, bytes, S));
+      if (pinned) src = pinned;
+    }
+    DSOCR_CUDA_TRY(cudaMemcpyAsync(act_ + a.pix, src, bytes,
+                                   on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice,
+                                   stream));
+    if (src != pixels)
+      DSOCR_CUDA_TRY(cudaEventRecord(staging_->done[staging_group(groups_, S)], stream));
     pix = act_ + a.pix;
   }
   DSOCR_CUDA_TRY(cudaEventRecord(ev[1], stream));
-  DSOCR_TRY(body(pix, n, S, stream));
+  if (replay) {
+    DSOCR_TRY(body_replayed(n, S, stream));
+  } else {
+    DSOCR_TRY(body(pix, n, S, stream, /*marks=*/true));
+  }
 
   // The group's projector rows to where they belong (§4.5).
   const uint16_t* proj = reinterpret_cast<const uint16_t*>(act_ + a.proj);
@@ -392,7 +456,57 @@ Status VisionGpu::encode_group(const uint8_t* pixels, bool on_device, int n, int
   return Status::Ok();
 }
 
-Status VisionGpu::body(const uint8_t* pix, int n, int S, cudaStream_t stream) {
+Expected<const uint8_t*> VisionGpu::stage_pixels(const uint8_t* pixels, size_t bytes, int S) {
+  Staging& st = *staging_;
+  if (st.unavailable) return static_cast<const uint8_t*>(nullptr);
+  if (!st.host) {
+    size_t total = 0;
+    for (const VisionGroup& g : groups_) {
+      st.offset.push_back(total);
+      total += align_up(size_t(g.max_views) * g.side * g.side * 3);
+    }
+    if (cudaHostAlloc(reinterpret_cast<void**>(&st.host), total, cudaHostAllocDefault) !=
+        cudaSuccess) {
+      cudaGetLastError();  // not sticky: pageable copies still work
+      st.host = nullptr;
+      st.unavailable = true;
+      return static_cast<const uint8_t*>(nullptr);
+    }
+    st.done.assign(groups_.size(), nullptr);
+    for (cudaEvent_t& e : st.done)
+      DSOCR_CUDA_TRY(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+  }
+  const size_t gi = staging_group(groups_, S);
+  uint8_t* dst = st.host + st.offset[gi];
+  DSOCR_CUDA_TRY(cudaEventSynchronize(st.done[gi]));  // the previous page's copy out of the area
+  constexpr int64_t kChunk = int64_t{1} << 20;
+  parallel_for((static_cast<int64_t>(bytes) + kChunk - 1) / kChunk, [&](int64_t b, int64_t e) {
+    const size_t lo = size_t(b) * kChunk, hi = std::min(bytes, size_t(e) * kChunk);
+    std::memcpy(dst + lo, pixels + lo, hi - lo);
+  });
+  return static_cast<const uint8_t*>(dst);
+}
+
+Status VisionGpu::body_replayed(int n, int S, cudaStream_t stream) {
+  const uint8_t* pix = act_ + act_layout(cfg_, S, n).pix;
+  Graphs::Entry& g = graphs_->at(S, n);
+  if (!g.exec && g.uses++ == 0) return body(pix, n, S, stream, /*marks=*/false);
+  if (!g.exec) {
+    cudaGraph_t graph = nullptr;
+    DSOCR_CUDA_TRY(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    Status s = body(pix, n, S, stream, /*marks=*/false);
+    const cudaError_t end = cudaStreamEndCapture(stream, &graph);
+    DSOCR_TRY(s);
+    DSOCR_CUDA_TRY(end);
+    const cudaError_t inst = cudaGraphInstantiate(&g.exec, graph, 0);
+    cudaGraphDestroy(graph);
+    DSOCR_CUDA_TRY(inst);
+  }
+  DSOCR_CUDA_TRY(cudaGraphLaunch(g.exec, stream));
+  return Status::Ok();
+}
+
+Status VisionGpu::body(const uint8_t* pix, int n, int S, cudaStream_t stream, bool marks) {
   const Tables* tab = tables_for(S);
   const ActLayout a = act_layout(cfg_, S, n);
   const SamConfig& c = cfg_.sam;
@@ -405,7 +519,7 @@ Status VisionGpu::body(const uint8_t* pix, int n, int S, cudaStream_t stream) {
 
   // Stage marks 2..5 (after the patch embed, the blocks, the neck, CLIP).
   auto mark = [&](int i) -> Status {
-    DSOCR_CUDA_TRY(cudaEventRecord(events_->e[i], stream));
+    if (marks) DSOCR_CUDA_TRY(cudaEventRecord(events_->e[i], stream));
     return Status::Ok();
   };
   auto gemm = [&](const uint16_t* in, int64_t lda, const bf16_t* w, int64_t m, int64_t nn,

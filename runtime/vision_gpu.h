@@ -7,6 +7,8 @@
 //
 // Memory: everything lives in one caller-given device region (the pool's "vision" region):
 //   [GemmRunner workspace 32 MiB][constant tables per view side][activations of the largest group]
+// Host pixels go up through pinned host memory (one area per group: 14.2 MB for Gundam), which a
+// pageable copy would stage through the driver at a fraction of the bus's speed.
 // The tables (SAM pos_embed, CLIP position embedding, SAM rel-pos tables, resized on the host with
 // the CPU references once per side and kept in FP32) are built once in create(); the activations
 // are reused by every group. No allocation after create().
@@ -102,6 +104,12 @@ class VisionGpu {
                       uint16_t* proj_out,  // [n·(S/64)², 1280] BF16 device, or null
                       cudaStream_t stream, VisionTaps* taps = nullptr, VisionStageMs* ms = nullptr);
 
+  // Replay each group's encoder as a CUDA graph (default on; env DSOCR_VISION_GRAPH=0 turns it
+  // off, for A/B timing). A (side, views) shape runs eagerly the first time (cuBLASLt picks its
+  // algorithms, kernels load), is captured the second time and replayed from then on; calls that
+  // ask for stage times, or run on the legacy default stream, run eagerly.
+  void set_graphs(bool on) { use_graphs_ = on; }
+
   ~VisionGpu();
   VisionGpu(const VisionGpu&) = delete;
   VisionGpu& operator=(const VisionGpu&) = delete;
@@ -109,6 +117,8 @@ class VisionGpu {
  private:
   struct Tables;  // per side
   struct Events;
+  struct Graphs;   // captured encoder bodies per (side, views)
+  struct Staging;  // pinned host copies of host pixels, one area per view group
   VisionGpu() = default;
   // Where a group's projector rows go: assembled into the decoder rows (out), or copied plainly.
   struct Placement {
@@ -120,9 +130,15 @@ class VisionGpu {
   Status encode_group(const uint8_t* pixels, bool on_device, int n, int S, const Placement& place,
                       cudaStream_t stream, VisionTaps* taps, VisionStageMs* ms);
   // The encoder proper, from the u8 pixels (device) to the projector rows in the workspace
-  // (~330 launches for a 1024² view; recording its stage events 2..5).
-  Status body(const uint8_t* pixels, int n, int S, cudaStream_t stream);
+  // (~330 launches for a 1024² view; recording its stage events 2..5 when `marks`).
+  Status body(const uint8_t* pixels, int n, int S, cudaStream_t stream, bool marks);
+  // body() over the workspace's pixel area, as a graph replay (captured on the second use of the
+  // shape) or eagerly.
+  Status body_replayed(int n, int S, cudaStream_t stream);
   const Tables* tables_for(int S) const;
+  // Host pixels of a group into its pinned staging area (allocated on first use, copied by the
+  // CPU pool's threads); null when pinned memory cannot be had (the copy is then pageable).
+  Expected<const uint8_t*> stage_pixels(const uint8_t* pixels, size_t bytes, int S);
 
   ModelConfig cfg_;
   ModelWeights w_;
@@ -133,6 +149,9 @@ class VisionGpu {
   std::vector<VisionGroup> groups_;
   std::vector<std::unique_ptr<Tables>> tables_;
   std::unique_ptr<Events> events_;
+  std::unique_ptr<Graphs> graphs_;
+  std::unique_ptr<Staging> staging_;
+  bool use_graphs_ = true;
   uint16_t pixel_lut_[256] = {};  // normalize_pixel as BF16 bits
   GemmRunner gemm_;
 };

@@ -14,7 +14,8 @@
 // Timing (not a test; run explicitly):
 //   golden_vision_gpu_test --gtest_also_run_disabled_tests --gtest_filter='*DISABLED_Timing*'
 // per-view ms for a 1024² base view and a Gundam page (1 x 1024² + 6 x 640²), CUDA events, 5
-// warm-ups, median of 30; then the per-stage medians.
+// warm-ups, median of 30, with eager launches and with the graph replay; then the per-stage
+// medians (eager: stage events).
 #include "runtime/vision_gpu.h"
 
 #include <gtest/gtest.h>
@@ -23,6 +24,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -94,9 +96,9 @@ DeviceModel* model() {
 }
 
 // Skips without a GPU or without the synthetic checkpoint; any other load failure fails.
-#define NEED_MODEL()                                                         \
-  DSOCR_SKIP_WITHOUT_GPU();                                                  \
-  DeviceModel* m = model();                                                  \
+#define NEED_MODEL()                                                        \
+  DSOCR_SKIP_WITHOUT_GPU();                                                 \
+  DeviceModel* m = model();                                                 \
   if (m->error.rfind("DSOCR_SYNTH1_DIR", 0) == 0) GTEST_SKIP() << m->error; \
   ASSERT_TRUE(m->error.empty()) << m->error;
 
@@ -204,6 +206,25 @@ void run_case(const std::string& name) {
               pv.n_tiles ? (" + " + std::to_string(pv.n_tiles) + " tiles").c_str() : "",
               ms.total());
 
+  // The graph path on a stream of its own: the first call runs eagerly, the second captures and
+  // replays, the third replays; each writes the eager call's bits into a NaN-poisoned output.
+  {
+    cudaStream_t s = nullptr;
+    ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
+    std::vector<uint16_t> again(seq.size());
+    for (int call = 0; call < 3; ++call) {
+      ASSERT_EQ(cudaMemsetAsync(out.p, 0xFF, again.size() * 2, s), cudaSuccess);
+      st = (*enc)->encode_page(ref, static_cast<uint16_t*>(out.p), s);
+      ASSERT_TRUE(st.ok()) << st.message();
+      ASSERT_EQ(cudaMemcpyAsync(again.data(), out.p, again.size() * 2, cudaMemcpyDeviceToHost, s),
+                cudaSuccess);
+      ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+      EXPECT_EQ(std::memcmp(again.data(), seq.data(), seq.size() * 2), 0)
+          << name << ": encode call " << call << " on a stream (graph path) differs from eager";
+    }
+    cudaStreamDestroy(s);
+  }
+
   std::vector<Row> table;
   // Projector rows and the assembled sequence vs fp32ref_image_embeds.
   const std::vector<double> f32_seq = as_f64(*gf, "fp32ref_image_embeds");
@@ -310,16 +331,24 @@ TEST(VisionGpuBench, DISABLED_Timing) {
     int views;
   } cases[] = {{"base 1024² (1 view)", &base, 1}, {"gundam page (1x1024² + 6x640²)", &gundam, 7}};
   for (const Case& c : cases) {
+    // Eager launches, then the graph replay (the default).
     std::vector<float> ms;
-    for (int i = 0; i < kWarm + kRuns; ++i) {
-      ASSERT_EQ(cudaEventRecord(e0, stream), cudaSuccess);
-      Status st = (*enc)->encode_page(*c.page, o, stream);
-      ASSERT_TRUE(st.ok()) << st.message();
-      ASSERT_EQ(cudaEventRecord(e1, stream), cudaSuccess);
-      ASSERT_EQ(cudaEventSynchronize(e1), cudaSuccess);
-      float t = 0;
-      ASSERT_EQ(cudaEventElapsedTime(&t, e0, e1), cudaSuccess);
-      if (i >= kWarm) ms.push_back(t);
+    for (const bool graphs : {false, true}) {
+      (*enc)->set_graphs(graphs);
+      ms.clear();
+      for (int i = 0; i < kWarm + kRuns; ++i) {
+        ASSERT_EQ(cudaEventRecord(e0, stream), cudaSuccess);
+        Status st = (*enc)->encode_page(*c.page, o, stream);
+        ASSERT_TRUE(st.ok()) << st.message();
+        ASSERT_EQ(cudaEventRecord(e1, stream), cudaSuccess);
+        ASSERT_EQ(cudaEventSynchronize(e1), cudaSuccess);
+        float t = 0;
+        ASSERT_EQ(cudaEventElapsedTime(&t, e0, e1), cudaSuccess);
+        if (i >= kWarm) ms.push_back(t);
+      }
+      if (!graphs)
+        std::printf("  TIMING %-32s eager launches: median %.3f ms = %.3f ms/view\n", c.name,
+                    median(ms), median(ms) / c.views);
     }
     // Per-stage medians (stage events; every call synchronises at its end).
     std::vector<float> up, pe, sb, nk, cl, pj;
@@ -332,23 +361,30 @@ TEST(VisionGpuBench, DISABLED_Timing) {
     }
     const float med = median(ms);
     std::printf(
-        "  TIMING %-32s median %.3f ms (min %.3f, %d runs) = %.3f ms/view | patch %.3f  "
+        "  TIMING %-32s graph: median %.3f ms (min %.3f, %d runs) = %.3f ms/view | patch %.3f  "
         "SAM blocks %.3f  neck %.3f  CLIP %.3f  projector+assembly %.3f\n",
         c.name, med, *std::min_element(ms.begin(), ms.end()), kRuns, med / c.views, median(pe),
         median(sb), median(nk), median(cl), median(pj));
   }
-  // Host pixels: the same page with a pageable host -> device copy inside the call.
+  // Host pixels: the same page from (pageable) host memory, staged by the encoder through pinned
+  // memory; wall clock of the whole call (graph replay) against the device-pixel call.
   {
     PageViewsRef hp{host.data(), 1024, host.data() + size_t(1024) * 1024 * 3, w_t, h_t, false};
-    std::vector<float> ms;
-    for (int i = 0; i < kWarm + kRuns; ++i) {
-      VisionStageMs s;
-      Status st = (*enc)->encode_page(hp, o, stream, nullptr, nullptr, &s);
-      ASSERT_TRUE(st.ok()) << st.message();
-      if (i >= kWarm) ms.push_back(s.upload);
-    }
-    std::printf("  TIMING gundam page pixel upload from pageable host memory: median %.3f ms\n",
-                median(ms));
+    std::vector<float> wall[2];
+    for (int i = 0; i < kWarm + kRuns; ++i)
+      for (int from_host = 0; from_host < 2; ++from_host) {
+        const auto t0 = std::chrono::steady_clock::now();
+        Status st = (*enc)->encode_page(from_host ? hp : gundam, o, stream);
+        ASSERT_TRUE(st.ok()) << st.message();
+        ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+        const auto t1 = std::chrono::steady_clock::now();
+        if (i >= kWarm)
+          wall[from_host].push_back(std::chrono::duration<float, std::milli>(t1 - t0).count());
+      }
+    std::printf(
+        "  TIMING gundam page, wall clock per call: device pixels %.3f ms, host pixels %.3f ms "
+        "(upload +%.3f ms)\n",
+        median(wall[0]), median(wall[1]), median(wall[1]) - median(wall[0]));
   }
   // Where a 1024² view's time goes: the encoder's attention and GEMM shapes alone (same stream,
   // events around 20 repetitions after 5 warm-ups; inputs uniform in [-1, 1)).

@@ -202,6 +202,8 @@ TEST(VisionAttention, SamGlobal80x80) {
 TEST(VisionAttention, NonSquareGrid) {
   DSOCR_SKIP_WITHOUT_GPU();
   run_case({"grid 12x20, 2 sequences", 2, 12, 20, 12, true, 0.25f, 1}, 5);
+  // grid_h != grid_w with a bias as large as BiasDominated's and a partial last query block.
+  run_case({"grid 7x64, 2 sequences, large bias", 2, 7, 64, 12, true, 1.0f, 1}, 15);
 }
 TEST(VisionAttention, GridsWithTails) {
   DSOCR_SKIP_WITHOUT_GPU();
