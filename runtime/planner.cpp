@@ -140,9 +140,10 @@ uint64_t kv_cache_bytes(const ModelConfig& cfg, int kv_tokens) {
 // other and reuse them; the projector rows go straight into the decoder's input rows, so nothing
 // here outlives a group). Per mode:
 //   tiny 53 MB, small 59 MB, base 98 MB, large 133 MB,
-//   gundam (1 x 1024 global + up to 9 x 640 tiles; the tile group is the largest) 227 MB.
-uint64_t vision_workspace_bytes(const ModelConfig& cfg, Mode mode) {
-  return vision_gpu_region_bytes(cfg, vision_groups(mode));
+//   gundam (1 x 1024 global + up to 9 x 640 tiles; the tile group is the largest) 227 MB; with
+//   two lanes (the global view's activations and a second GEMM workspace beside) 312 MB.
+uint64_t vision_workspace_bytes(const ModelConfig& cfg, Mode mode, bool two_lanes) {
+  return vision_gpu_region_bytes(cfg, vision_groups(mode), two_lanes);
 }
 
 // Decoder activations: the GPU decoder's own carving of its region (runtime/decoder_gpu.cpp) for
@@ -423,16 +424,18 @@ Status lay_out(const ModelConfig& cfg, const std::vector<WeightEntry>& weights, 
     ec.stage_offset = static_cast<uint64_t>(ec.layers.size()) * ec.slots * ec.slot_bytes;
     ec.counts_offset = ec.stage_offset + static_cast<uint64_t>(ec.stage_slots) * ec.slot_bytes;
     ec.counts_bytes = static_cast<uint64_t>(cfg.n_layers) * cfg.n_experts * 4;
-    add_region("expert_cache", RegionKind::kWeights, ec.counts_offset + ec.counts_bytes,
-               strfmt("%d slots x %zu layers x %s, + %d staging slots, router-choice counters",
-                      ec.slots, ec.layers.size(), format_bytes(ec.slot_bytes).c_str(),
-                      ec.stage_slots));
+    add_region(
+        "expert_cache", RegionKind::kWeights, ec.counts_offset + ec.counts_bytes,
+        strfmt("%d slots x %zu layers x %s, + %d staging slots, router-choice counters", ec.slots,
+               ec.layers.size(), format_bytes(ec.slot_bytes).c_str(), ec.stage_slots));
   }
 
   add_region("kv_cache", RegionKind::kKvCache, kv_cache_bytes(cfg, p.kv_tokens),
              strfmt("%d tokens x %d layers x K,V x %d x 2 B", p.kv_tokens, cfg.n_layers, cfg.dim));
-  add_region("vision", RegionKind::kActivations, vision_workspace_bytes(cfg, p.mode),
-             strfmt("the GPU encoder's carving for mode %s", mode_spec(p.mode).name));
+  add_region("vision", RegionKind::kActivations,
+             vision_workspace_bytes(cfg, p.mode, p.vision_two_lanes),
+             strfmt("the GPU encoder's carving for mode %s%s", mode_spec(p.mode).name,
+                    p.vision_two_lanes ? ", tiles and global view side by side" : ""));
   add_region("decoder", RegionKind::kActivations,
              decoder_activation_bytes(cfg, p.prompt_tokens, p.max_batch),
              strfmt("the GPU decoder's carving: prefill of %d x %d rows + logits", p.max_batch,
@@ -511,11 +514,18 @@ Expected<MemoryPlan> plan_memory(const ModelConfig& cfg, const std::vector<Weigh
 
   // The all-resident plan, and the smallest one (every offload step, the fewest expert slots).
   const MemoryPlan options = p;
-  DSOCR_TRY(lay_out(cfg, weights, Offload{}, p));
+  MemoryPlan serial = p;  // one vision lane
+  DSOCR_TRY(lay_out(cfg, weights, Offload{}, serial));
+  if (vision_groups_concurrent(vision_groups(opt.mode))) {
+    p.vision_two_lanes = true;
+    DSOCR_TRY(lay_out(cfg, weights, Offload{}, p));
+  } else {
+    p = serial;
+  }
   const int min_slots = min_expert_slots(cfg);
   MemoryPlan least = options;
   DSOCR_TRY(lay_out(cfg, weights, Offload{true, min_slots}, least));
-  const MemoryPlan& smallest = least.total < p.total ? least : p;
+  const MemoryPlan& smallest = least.total < serial.total ? least : serial;
   p.minimum = smallest.total;
   p.minimum_consumers = largest_regions(smallest, 3);
   auto with_minimum = [&](MemoryPlan q) {
@@ -524,6 +534,8 @@ Expected<MemoryPlan> plan_memory(const ModelConfig& cfg, const std::vector<Weigh
     return q;
   };
   if (p.budget == 0 || p.total <= p.budget) return p;
+  if (serial.total <= p.budget) return with_minimum(std::move(serial));
+  p = with_minimum(std::move(serial));  // the refusals below name the one-lane plan
 
   if (!opt.offload)
     return Status::Error(strfmt("plan needs %s > %s (%s): %s, ...; %s",

@@ -169,6 +169,9 @@ struct MemoryPlan {
   // largest device regions of that plan ("weights.clip 606 MB, kv_cache 503 MB, ...").
   uint64_t minimum = 0;
   std::string minimum_consumers;
+  // The vision region has two lanes (crop modes, everything resident and within the budget): the
+  // encoder runs a page's tiles beside its global view. Offload plans and the minimum use one.
+  bool vision_two_lanes = false;
 
   const Region* find_region(std::string_view name) const;
   const TensorSlot* find_tensor(std::string_view name) const;  // checkpoint tensor
@@ -190,7 +193,8 @@ struct MemoryPlan {
 
 // The activation estimates, exposed for tests and for describe().
 uint64_t kv_cache_bytes(const ModelConfig& cfg, int kv_tokens);
-uint64_t vision_workspace_bytes(const ModelConfig& cfg, Mode mode);
+// two_lanes: room for a crop mode's tiles and global view at once (vision_gpu.h "concurrent").
+uint64_t vision_workspace_bytes(const ModelConfig& cfg, Mode mode, bool two_lanes = false);
 uint64_t decoder_activation_bytes(const ModelConfig& cfg, int prompt_tokens, int max_batch);
 uint64_t sampling_state_bytes(const ModelConfig& cfg, int max_batch);
 

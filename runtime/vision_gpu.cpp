@@ -147,7 +147,12 @@ std::vector<VisionGroup> vision_groups(Mode mode) {
   return {{s.base_size, 1}, {kTileSize, kMaxCropsHF}};
 }
 
-uint64_t vision_gpu_region_bytes(const ModelConfig& cfg, const std::vector<VisionGroup>& groups) {
+bool vision_groups_concurrent(const std::vector<VisionGroup>& groups) {
+  return groups.size() == 2 && groups[0].side != groups[1].side;
+}
+
+uint64_t vision_gpu_region_bytes(const ModelConfig& cfg, const std::vector<VisionGroup>& groups,
+                                 bool concurrent) {
   uint64_t bytes = align_up(GemmRunner::kWorkspaceBytes), act = 0;
   std::vector<int> sides;
   for (const VisionGroup& g : groups) {
@@ -157,7 +162,11 @@ uint64_t vision_gpu_region_bytes(const ModelConfig& cfg, const std::vector<Visio
     }
     act = std::max(act, act_layout(cfg, g.side, g.max_views).bytes);
   }
-  return bytes + act;
+  if (!concurrent || !vision_groups_concurrent(groups)) return bytes + act;
+  // Lane 0 (the first group) after the tables, then lane 1's workspace and activations.
+  return bytes + align_up(act_layout(cfg, groups[0].side, groups[0].max_views).bytes) +
+         align_up(GemmRunner::kWorkspaceBytes) +
+         act_layout(cfg, groups[1].side, groups[1].max_views).bytes;
 }
 
 uint64_t vision_gpu_workspace_bytes(const ModelConfig& cfg, int S, int n_views) {
@@ -183,14 +192,14 @@ struct VisionGpu::Events {
 
 struct VisionGpu::Graphs {
   struct Entry {
-    int S = 0, n = 0, uses = 0;
+    int S = 0, n = 0, lane = 0, uses = 0;
     cudaGraphExec_t exec = nullptr;
   };
   std::vector<Entry> e;
-  Entry& at(int S, int n) {
+  Entry& at(int S, int n, int lane) {
     for (Entry& x : e)
-      if (x.S == S && x.n == n) return x;
-    e.push_back(Entry{S, n, 0, nullptr});
+      if (x.S == S && x.n == n && x.lane == lane) return x;
+    e.push_back(Entry{S, n, lane, 0, nullptr});
     return e.back();
   }
   ~Graphs() {
@@ -208,6 +217,16 @@ struct VisionGpu::Staging {
     for (cudaEvent_t e : done)
       if (e) cudaEventDestroy(e);
     if (host) cudaFreeHost(host);
+  }
+};
+
+struct VisionGpu::SideStream {
+  cudaStream_t stream = nullptr;
+  cudaEvent_t fork = nullptr, join = nullptr;
+  ~SideStream() {
+    if (fork) cudaEventDestroy(fork);
+    if (join) cudaEventDestroy(join);
+    if (stream) cudaStreamDestroy(stream);
   }
 };
 
@@ -238,7 +257,7 @@ Expected<std::unique_ptr<VisionGpu>> VisionGpu::create(const ModelConfig& cfg,
   v->region_ = static_cast<uint8_t*>(region);
   v->region_bytes_ = region_bytes;
   v->groups_ = groups;
-  DSOCR_CUDA_TRY(v->gemm_.init(v->region_, GemmRunner::kWorkspaceBytes));
+  DSOCR_CUDA_TRY(v->lanes_[0].gemm.init(v->region_, GemmRunner::kWorkspaceBytes));
   uint64_t off = align_up(GemmRunner::kWorkspaceBytes);
 
   // Host copies of the tables to resize (a few MB, once).
@@ -311,8 +330,23 @@ Expected<std::unique_ptr<VisionGpu>> VisionGpu::create(const ModelConfig& cfg,
   // The tables went up with plain cudaMemcpy (legacy stream; a pageable copy may return before
   // its DMA lands): complete them before any encode on a non-blocking stream reads them.
   DSOCR_CUDA_TRY(cudaDeviceSynchronize());
-  v->act_ = v->region_ + off;
-  v->act_bytes_ = region_bytes - off;
+  v->lanes_[0].act = v->region_ + off;
+  v->lanes_[0].act_bytes = region_bytes - off;
+  if (vision_groups_concurrent(groups) &&
+      region_bytes >= vision_gpu_region_bytes(cfg, groups, /*concurrent=*/true)) {
+    // Two lanes: the second group runs on a stream of its own beside the first.
+    Lane& l0 = v->lanes_[0];
+    Lane& l1 = v->lanes_[1];
+    l0.act_bytes = align_up(act_layout(cfg, groups[0].side, groups[0].max_views).bytes);
+    uint8_t* ws1 = l0.act + l0.act_bytes;
+    DSOCR_CUDA_TRY(l1.gemm.init(ws1, GemmRunner::kWorkspaceBytes));
+    l1.act = ws1 + align_up(GemmRunner::kWorkspaceBytes);
+    l1.act_bytes = static_cast<uint64_t>(v->region_ + region_bytes - l1.act);
+    v->side_ = std::make_unique<SideStream>();
+    DSOCR_CUDA_TRY(cudaStreamCreateWithFlags(&v->side_->stream, cudaStreamNonBlocking));
+    DSOCR_CUDA_TRY(cudaEventCreateWithFlags(&v->side_->fork, cudaEventDisableTiming));
+    DSOCR_CUDA_TRY(cudaEventCreateWithFlags(&v->side_->join, cudaEventDisableTiming));
+  }
   v->events_ = std::make_unique<Events>();
   v->graphs_ = std::make_unique<Graphs>();
   v->staging_ = std::make_unique<Staging>();
@@ -350,14 +384,21 @@ Status VisionGpu::encode_page(const PageViewsRef& page, uint16_t* out, cudaStrea
   const int t = kTileSize / 64;
   VisionStageMs sum;
   int64_t local_rows = 0;
+  // Two lanes (planned with room for both): the tiles on the side stream beside the global view.
+  // Stage timing runs the groups one after the other (the stage events are shared).
+  const bool side = side_ && tiled && !ms && lane_of(kTileSize) != lane_of(page.S);
+  if (side) {
+    DSOCR_CUDA_TRY(cudaEventRecord(side_->fork, stream));
+    DSOCR_CUDA_TRY(cudaStreamWaitEvent(side_->stream, side_->fork));
+  }
   if (tiled) {
     Placement p;
     p.out = out;
     p.w_t = page.w_t;
     p.h_t = page.h_t;
     VisionStageMs one;
-    DSOCR_TRY(encode_group(page.tiles, page.on_device, page.w_t * page.h_t, kTileSize, p, stream,
-                           tile_taps, ms ? &one : nullptr));
+    DSOCR_TRY(encode_group(page.tiles, page.on_device, page.w_t * page.h_t, kTileSize, p,
+                           side ? side_->stream : stream, tile_taps, ms ? &one : nullptr));
     sum += one;
     local_rows = int64_t{page.h_t} * t * (int64_t{page.w_t} * t + 1);
   }
@@ -368,6 +409,10 @@ Status VisionGpu::encode_page(const PageViewsRef& page, uint16_t* out, cudaStrea
   DSOCR_TRY(encode_group(page.global, page.on_device, 1, page.S, p, stream, global_taps,
                          ms ? &one : nullptr));
   sum += one;
+  if (side) {
+    DSOCR_CUDA_TRY(cudaEventRecord(side_->join, side_->stream));
+    DSOCR_CUDA_TRY(cudaStreamWaitEvent(stream, side_->join));
+  }
   if (ms) *ms = sum;
   return Status::Ok();
 }
@@ -385,7 +430,8 @@ Status VisionGpu::encode_group(const uint8_t* pixels, bool on_device, int n, int
                n, S, S, max_views));
   if (!pixels) return Status::Error("vision encoder: no pixels");
   const ActLayout a = act_layout(cfg_, S, n);
-  if (a.bytes > act_bytes_) return Status::Error("vision encoder: activation area too small");
+  const Lane& L = lanes_[lane_of(S)];
+  if (a.bytes > L.act_bytes) return Status::Error("vision encoder: activation area too small");
   cudaEvent_t* ev = events_->e;
 
   // Host pixels (u8) into the workspace. Device pixels are read where they are by an eager
@@ -393,7 +439,7 @@ Status VisionGpu::encode_group(const uint8_t* pixels, bool on_device, int n, int
   // a Gundam page's tiles), so that its nodes never change. (The legacy default stream cannot be
   // captured: encodes on it run eagerly.)
   const bool replay = use_graphs_ && !ms && stream != nullptr && stream != cudaStreamLegacy;
-  DSOCR_CUDA_TRY(cudaEventRecord(ev[0], stream));
+  if (ms) DSOCR_CUDA_TRY(cudaEventRecord(ev[0], stream));
   const uint8_t* pix = pixels;
   if (!on_device || replay) {
     const size_t bytes = size_t(n) * S * S * 3;
@@ -402,14 +448,14 @@ Status VisionGpu::encode_group(const uint8_t* pixels, bool on_device, int n, int
       DSOCR_ASSIGN_OR_RETURN(const uint8_t* pinned, stage_pixels(pixels, bytes, S));
       if (pinned) src = pinned;
     }
-    DSOCR_CUDA_TRY(cudaMemcpyAsync(act_ + a.pix, src, bytes,
+    DSOCR_CUDA_TRY(cudaMemcpyAsync(L.act + a.pix, src, bytes,
                                    on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice,
                                    stream));
     if (src != pixels)
       DSOCR_CUDA_TRY(cudaEventRecord(staging_->done[staging_group(groups_, S)], stream));
-    pix = act_ + a.pix;
+    pix = L.act + a.pix;
   }
-  DSOCR_CUDA_TRY(cudaEventRecord(ev[1], stream));
+  if (ms) DSOCR_CUDA_TRY(cudaEventRecord(ev[1], stream));
   if (replay) {
     DSOCR_TRY(body_replayed(n, S, stream));
   } else {
@@ -417,7 +463,7 @@ Status VisionGpu::encode_group(const uint8_t* pixels, bool on_device, int n, int
   }
 
   // The group's projector rows to where they belong (§4.5).
-  const uint16_t* proj = reinterpret_cast<const uint16_t*>(act_ + a.proj);
+  const uint16_t* proj = reinterpret_cast<const uint16_t*>(L.act + a.proj);
   const int po = cfg_.proj_out;
   if (place.out) {
     DSOCR_CUDA_TRY(
@@ -427,7 +473,7 @@ Status VisionGpu::encode_group(const uint8_t* pixels, bool on_device, int n, int
   if (place.proj_out)
     DSOCR_CUDA_TRY(cudaMemcpyAsync(place.proj_out, proj, size_t(a.Q) * po * 2,
                                    cudaMemcpyDeviceToDevice, stream));
-  DSOCR_CUDA_TRY(cudaEventRecord(ev[Events::kCount - 1], stream));
+  if (ms) DSOCR_CUDA_TRY(cudaEventRecord(ev[Events::kCount - 1], stream));
 
   if (taps) {
     const int sd = cfg_.sam.net3_dim, cd = cfg_.clip.dim;
@@ -436,11 +482,11 @@ Status VisionGpu::encode_group(const uint8_t* pixels, bool on_device, int n, int
     taps->sam.resize(size_t(a.Q) * sd);
     taps->clip.resize(size_t(a.T) * cd);
     taps->proj.resize(size_t(a.Q) * po);
-    const uint8_t* sam_out = act_ + a.feat + size_t(cd) * 2;  // feat columns [1024, 2048)
+    const uint8_t* sam_out = L.act + a.feat + size_t(cd) * 2;  // feat columns [1024, 2048)
     DSOCR_CUDA_TRY(cudaMemcpy2DAsync(taps->sam.data(), size_t(sd) * 2, sam_out,
                                      size_t(cfg_.proj_in) * 2, size_t(sd) * 2, a.Q,
                                      cudaMemcpyDeviceToHost, stream));
-    DSOCR_CUDA_TRY(cudaMemcpyAsync(taps->clip.data(), act_ + a.h, taps->clip.size() * 4,
+    DSOCR_CUDA_TRY(cudaMemcpyAsync(taps->clip.data(), L.act + a.h, taps->clip.size() * 4,
                                    cudaMemcpyDeviceToHost, stream));
     DSOCR_CUDA_TRY(cudaMemcpyAsync(taps->proj.data(), proj, taps->proj.size() * 2,
                                    cudaMemcpyDeviceToHost, stream));
@@ -487,9 +533,13 @@ Expected<const uint8_t*> VisionGpu::stage_pixels(const uint8_t* pixels, size_t b
   return static_cast<const uint8_t*>(dst);
 }
 
+int VisionGpu::lane_of(int S) const {
+  return side_ ? static_cast<int>(staging_group(groups_, S)) : 0;
+}
+
 Status VisionGpu::body_replayed(int n, int S, cudaStream_t stream) {
-  const uint8_t* pix = act_ + act_layout(cfg_, S, n).pix;
-  Graphs::Entry& g = graphs_->at(S, n);
+  const uint8_t* pix = lanes_[lane_of(S)].act + act_layout(cfg_, S, n).pix;
+  Graphs::Entry& g = graphs_->at(S, n, lane_of(S));
   if (!g.exec && g.uses++ == 0) return body(pix, n, S, stream, /*marks=*/false);
   if (!g.exec) {
     cudaGraph_t graph = nullptr;
@@ -512,7 +562,8 @@ Status VisionGpu::body(const uint8_t* pix, int n, int S, cudaStream_t stream, bo
   const SamConfig& c = cfg_.sam;
   const ClipConfig& cc = cfg_.clip;
   const int D = c.dim, hd = head_dim_of(cfg_), cd = cc.dim, win = c.window;
-  auto bf = [&](uint64_t off) { return reinterpret_cast<uint16_t*>(act_ + off); };
+  Lane& lane = lanes_[lane_of(S)];
+  auto bf = [&](uint64_t off) { return reinterpret_cast<uint16_t*>(lane.act + off); };
   uint16_t *x = bf(a.x), *xn = bf(a.xn), *xw = bf(a.xw), *big = bf(a.big), *feat = bf(a.feat);
   uint16_t* sam_out = feat + cd;  // net_3 writes the projector input's SAM half (ld proj_in)
   const int64_t ld_feat = cfg_.proj_in;
@@ -530,7 +581,7 @@ Status VisionGpu::body(const uint8_t* pix, int n, int S, cudaStream_t stream, bo
     g.a = in, g.lda = lda, g.w = w, g.ldw = k, g.bias = bias;
     g.residual = residual, g.ldr = residual ? ldo : 0;
     g.out = out, g.ldo = ldo, g.out_f32 = out_f32;
-    DSOCR_CUDA_TRY(gemm_.run(g, stream));
+    DSOCR_CUDA_TRY(lane.gemm.run(g, stream));
     return Status::Ok();
   };
 
@@ -599,7 +650,7 @@ Status VisionGpu::body(const uint8_t* pix, int n, int S, cudaStream_t stream, bo
   DSOCR_TRY(mark(4));
 
   // ---- CLIP-L on the SAM tokens (§4.2). FP32 residual stream h; BF16 Linear outputs.
-  float* h = reinterpret_cast<float*>(act_ + a.h);
+  float* h = reinterpret_cast<float*>(lane.act + a.h);
   uint16_t *cxn = bf(a.cxn), *cqkv = bf(a.cqkv), *catt = bf(a.catt), *ctmp = bf(a.ctmp),
            *chid = bf(a.chid);
   const int64_t P = a.q * a.q, L = P + 1, T = a.T;

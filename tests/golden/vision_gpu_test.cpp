@@ -208,20 +208,37 @@ void run_case(const std::string& name) {
 
   // The graph path on a stream of its own: the first call runs eagerly, the second captures and
   // replays, the third replays; each writes the eager call's bits into a NaN-poisoned output.
+  // The crop modes again with a region of two lanes (the tiles on the encoder's second stream).
   {
     cudaStream_t s = nullptr;
     ASSERT_EQ(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), cudaSuccess);
     std::vector<uint16_t> again(seq.size());
-    for (int call = 0; call < 3; ++call) {
-      ASSERT_EQ(cudaMemsetAsync(out.p, 0xFF, again.size() * 2, s), cudaSuccess);
-      st = (*enc)->encode_page(ref, static_cast<uint16_t*>(out.p), s);
-      ASSERT_TRUE(st.ok()) << st.message();
-      ASSERT_EQ(cudaMemcpyAsync(again.data(), out.p, again.size() * 2, cudaMemcpyDeviceToHost, s),
-                cudaSuccess);
-      ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
-      EXPECT_EQ(std::memcmp(again.data(), seq.data(), seq.size() * 2), 0)
-          << name << ": encode call " << call << " on a stream (graph path) differs from eager";
+    const bool lanes = vision_groups_concurrent(groups);
+    const uint64_t lane_bytes = vision_gpu_region_bytes(cfg, groups, true);
+    DevMem region2(lanes ? lane_bytes : 256);
+    for (int two = 0; two <= (lanes ? 1 : 0); ++two) {
+      std::unique_ptr<VisionGpu> lane_enc;
+      if (two) {
+        auto r = VisionGpu::create(cfg, m->w, region2.p, lane_bytes, groups);
+        ASSERT_TRUE(r.ok()) << r.message();
+        lane_enc = std::move(*r);
+      }
+      VisionGpu& v = two ? *lane_enc : **enc;
+      for (int call = 0; call < 3; ++call) {
+        ASSERT_EQ(cudaMemsetAsync(out.p, 0xFF, again.size() * 2, s), cudaSuccess);
+        st = v.encode_page(ref, static_cast<uint16_t*>(out.p), s);
+        ASSERT_TRUE(st.ok()) << st.message();
+        ASSERT_EQ(cudaMemcpyAsync(again.data(), out.p, again.size() * 2, cudaMemcpyDeviceToHost, s),
+                  cudaSuccess);
+        ASSERT_EQ(cudaStreamSynchronize(s), cudaSuccess);
+        EXPECT_EQ(std::memcmp(again.data(), seq.data(), seq.size() * 2), 0)
+            << name << ": encode call " << call << (two ? " with two lanes" : "")
+            << " on a stream (graph path) differs from eager";
+      }
     }
+    if (lanes)
+      std::printf("  [%s] two lanes (%s region): the eager bits\n", name.c_str(),
+                  format_bytes(lane_bytes).c_str());
     cudaStreamDestroy(s);
   }
 
@@ -302,7 +319,7 @@ TEST(VisionGpuBench, DISABLED_Timing) {
   NEED_MODEL();
   const ModelConfig& cfg = m->cfg;
   const std::vector<VisionGroup> groups = vision_groups(Mode::kGundam);
-  const uint64_t region_bytes = vision_gpu_region_bytes(cfg, groups);
+  const uint64_t region_bytes = vision_gpu_region_bytes(cfg, groups, /*concurrent=*/true);
   DevMem region(region_bytes);
   auto enc = VisionGpu::create(cfg, m->w, region.p, region_bytes, groups);
   ASSERT_TRUE(enc.ok()) << enc.message();
@@ -365,6 +382,48 @@ TEST(VisionGpuBench, DISABLED_Timing) {
         "SAM blocks %.3f  neck %.3f  CLIP %.3f  projector+assembly %.3f\n",
         c.name, med, *std::min_element(ms.begin(), ms.end()), kRuns, med / c.views, median(pe),
         median(sb), median(nk), median(cl), median(pj));
+  }
+  // What running a Gundam page's two groups side by side would give: the tiles on this encoder,
+  // the global view on a second encoder (its own region) and stream, joined by events.
+  {
+    const std::vector<VisionGroup> g2 = {{1024, 1}};
+    const uint64_t bytes2 = vision_gpu_region_bytes(cfg, g2);
+    DevMem region2(bytes2);
+    auto enc2 = VisionGpu::create(cfg, m->w, region2.p, bytes2, g2);
+    ASSERT_TRUE(enc2.ok()) << enc2.message();
+    DevMem proj_t(int64_t{n_tiles} * 100 * cfg.proj_out * 2), proj_g(256 * cfg.proj_out * 2);
+    cudaStream_t s2;
+    ASSERT_EQ(cudaStreamCreate(&s2), cudaSuccess);
+    cudaEvent_t fork, join;
+    ASSERT_EQ(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming), cudaSuccess);
+    ASSERT_EQ(cudaEventCreateWithFlags(&join, cudaEventDisableTiming), cudaSuccess);
+    std::vector<float> ms[2];
+    for (int i = 0; i < kWarm + kRuns; ++i)
+      for (int side = 0; side < 2; ++side) {
+        ASSERT_EQ(cudaEventRecord(e0, stream), cudaSuccess);
+        ASSERT_EQ(cudaEventRecord(fork, stream), cudaSuccess);
+        cudaStream_t gs = side ? s2 : stream;
+        ASSERT_EQ(cudaStreamWaitEvent(gs, fork), cudaSuccess);
+        Status st = (*enc)->encode_views(tiles, true, n_tiles, 640,
+                                         static_cast<uint16_t*>(proj_t.p), stream);
+        ASSERT_TRUE(st.ok()) << st.message();
+        st = (*enc2)->encode_views(global, true, 1, 1024, static_cast<uint16_t*>(proj_g.p), gs);
+        ASSERT_TRUE(st.ok()) << st.message();
+        ASSERT_EQ(cudaEventRecord(join, gs), cudaSuccess);
+        ASSERT_EQ(cudaStreamWaitEvent(stream, join), cudaSuccess);
+        ASSERT_EQ(cudaEventRecord(e1, stream), cudaSuccess);
+        ASSERT_EQ(cudaEventSynchronize(e1), cudaSuccess);
+        float t = 0;
+        ASSERT_EQ(cudaEventElapsedTime(&t, e0, e1), cudaSuccess);
+        if (i >= kWarm) ms[side].push_back(t);
+      }
+    std::printf(
+        "  TIMING gundam page as two groups on two encoders: one stream %.3f ms, two streams "
+        "%.3f ms (+%llu MB region)\n",
+        median(ms[0]), median(ms[1]), static_cast<unsigned long long>(bytes2 >> 20));
+    cudaEventDestroy(fork);
+    cudaEventDestroy(join);
+    cudaStreamDestroy(s2);
   }
   // Host pixels: the same page from (pageable) host memory, staged by the encoder through pinned
   // memory; wall clock of the whole call (graph replay) against the device-pixel call.

@@ -40,6 +40,21 @@ MemoryPlan plan(const std::vector<WeightEntry>& w, const PlanOptions& o) {
   return p.ok() ? *p : MemoryPlan{};
 }
 
+// The all-resident plan with one vision lane: what a budget one byte below the unbounded plan
+// gets in the crop modes (whose unbounded plan gives the encoder two lanes), before any offload.
+MemoryPlan one_lane(const std::vector<WeightEntry>& w, PlanOptions o) {
+  o.gpu_mem = 0;
+  const MemoryPlan two = plan(w, o);
+  if (!two.vision_two_lanes) return two;
+  o.gpu_mem = two.total - 1;
+  MemoryPlan one = plan(w, o);
+  EXPECT_FALSE(one.offloaded());
+  EXPECT_FALSE(one.vision_two_lanes);
+  EXPECT_EQ(two.total - one.total, align(vision_workspace_bytes(ModelConfig{}, o.mode, true)) -
+                                       align(vision_workspace_bytes(ModelConfig{}, o.mode)));
+  return one;
+}
+
 const std::string kRouted = std::string("weights.") + tensor_class_name(TensorClass::kRoutedExpert);
 const std::string kEmbedRegion = std::string("weights.") + tensor_class_name(TensorClass::kEmbed);
 
@@ -87,11 +102,13 @@ TEST(ExpertNames, Parse) {
     EXPECT_FALSE(parse_expert_name(bad, &l, &e, &k)) << bad;
 }
 
-// The all-resident Gundam plan, and the budgets one byte either side of each step.
+// The all-resident Gundam plan, and the budgets one byte either side of each step. (The first
+// step, from two vision lanes to one, is one_lane's.)
 TEST(OffloadPlan, StepsAndMinimum) {
   const ModelConfig cfg;
   const std::vector<WeightEntry> w = official_weights();
-  const MemoryPlan all = plan(w, budget(0));
+  EXPECT_TRUE(plan(w, budget(0)).vision_two_lanes);
+  const MemoryPlan all = one_lane(w, budget(0));
   ASSERT_GT(all.total, 0u);
   EXPECT_FALSE(all.offloaded());
   EXPECT_FALSE(all.expert_cache.active());
@@ -212,7 +229,7 @@ TEST(OffloadPlan, StepsAndMinimum) {
 // Smaller modes and fewer new tokens lower the minimum by exactly their activation and KV bytes.
 TEST(OffloadPlan, MinimumFollowsModeAndTokens) {
   const std::vector<WeightEntry> w = official_weights();
-  const MemoryPlan gundam = plan(w, budget(0));
+  const MemoryPlan gundam = one_lane(w, budget(0));
   const MemoryPlan all_tiny = plan(w, budget(0, Mode::kTiny));
   EXPECT_LT(all_tiny.minimum, gundam.minimum);
   EXPECT_EQ(gundam.total - gundam.minimum, all_tiny.total - all_tiny.minimum);
@@ -235,7 +252,7 @@ TEST(OffloadPlan, QuantizedExpertsKeepTheirPackedSize) {
   Expected<QuantPolicy> q = parse_quant_policy("mixed");
   ASSERT_TRUE(q.ok());
   o.quant = *q;
-  const MemoryPlan all = plan(w, o);
+  const MemoryPlan all = one_lane(w, o);
   // INT4 g128: gate/up [896, 1280] = 896 x 640 B of nibbles + 896 x 10 BF16 scales; down
   // [1280, 896] = 1280 x 448 B + 1280 x 7 scales. Both 591,360 B, a multiple of 256.
   const uint64_t gate = 896ull * 1280 / 2 + 896ull * (1280 / 128) * 2;
@@ -307,7 +324,7 @@ TEST(OffloadPlan, Int8ExpertsPartsAndMinimum) {
   const std::vector<WeightEntry> w = official_weights();
   PlanOptions o = budget(0);
   apply_quant_override(o.quant, QuantOverride::kExperts, WeightFormat::kInt8);
-  const MemoryPlan all = plan(w, o);
+  const MemoryPlan all = one_lane(w, o);
   const uint64_t gate = 896ull * 1280 + 896 * 2, down = 1280ull * 896 + 1280 * 2;
   ASSERT_EQ(gate % kPoolAlign, 0u);
   ASSERT_EQ(down % kPoolAlign, 0u);
@@ -338,7 +355,7 @@ TEST(OffloadPlan, Int8ExpertsPartsAndMinimum) {
 
 TEST(OffloadPlan, Describe) {
   const std::vector<WeightEntry> w = official_weights();
-  const MemoryPlan all = plan(w, budget(0));
+  const MemoryPlan all = one_lane(w, budget(0));
   const std::string a = all.describe();
   EXPECT_NE(a.find("residency                all on the GPU"), std::string::npos) << a;
   EXPECT_NE(a.find("minimum budget"), std::string::npos) << a;

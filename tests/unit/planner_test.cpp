@@ -2,9 +2,6 @@
 // mode, and the one-line errors (bad options, over budget).
 #include "runtime/planner.h"
 
-#include "runtime/decoder_gpu.h"
-#include "runtime/vision_gpu.h"
-
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,6 +11,8 @@
 #include <random>
 
 #include "runtime/cuda_check.h"
+#include "runtime/decoder_gpu.h"
+#include "runtime/vision_gpu.h"
 
 namespace dsocr {
 namespace {
@@ -93,8 +92,15 @@ TEST(Planner, Formulas) {
     EXPECT_EQ(vision_workspace_bytes(cfg, m), vision_gpu_region_bytes(cfg, vision_groups(m)));
   EXPECT_EQ(vision_workspace_bytes(cfg, Mode::kBase), 98'265'088u);
   EXPECT_EQ(vision_workspace_bytes(cfg, Mode::kGundam), 227'270'656u);
-  // Decoder: the GPU decoder's carving; per row ~106 KB (MoE prefill scratch half of it), plus fixed buffers
-  // (logits, attention partials, cuBLASLt's 32 MiB) and FP32 logits per extra sequence.
+  // Two lanes: + the 1024² group's activations and a second 32 MiB GEMM workspace; the one-view
+  // modes have one group, so the flag changes nothing.
+  EXPECT_EQ(vision_workspace_bytes(cfg, Mode::kGundam, true),
+            227'270'656u + 33'554'432 + 50'704'384);
+  EXPECT_EQ(vision_workspace_bytes(cfg, Mode::kBase, true),
+            vision_workspace_bytes(cfg, Mode::kBase));
+  // Decoder: the GPU decoder's carving; per row ~106 KB (MoE prefill scratch half of it), plus
+  // fixed buffers (logits, attention partials, cuBLASLt's 32 MiB) and FP32 logits per extra
+  // sequence.
   const uint64_t fixed = decoder_activation_bytes(cfg, 0, 1);
   const uint64_t one = decoder_activation_bytes(cfg, 1000, 1);
   EXPECT_EQ(one, GpuDecoder::workspace_bytes(cfg, 1000));
@@ -186,7 +192,9 @@ TEST(Planner, DefaultsPerMode) {
     EXPECT_EQ(p->kv_tokens, 8192);
     ASSERT_NE(p->find_region("kv_cache"), nullptr);
     EXPECT_EQ(p->find_region("kv_cache")->bytes, 8192ull * 61440);
-    EXPECT_EQ(p->find_region("vision")->bytes, vision_workspace_bytes(cfg, m));
+    const bool lanes = m == Mode::kGundam;  // the crop mode: tiles beside the global view
+    EXPECT_EQ(p->vision_two_lanes, lanes);
+    EXPECT_EQ(p->find_region("vision")->bytes, vision_workspace_bytes(cfg, m, lanes));
     EXPECT_EQ(p->find_region("decoder")->bytes,
               decoder_activation_bytes(cfg, max_prompt_tokens(m), 1));
     EXPECT_EQ(p->find_region("sampling")->bytes, sampling_state_bytes(cfg, 1));
@@ -268,13 +276,20 @@ TEST(Planner, OverBudgetNamesTotalBudgetAndBiggestRegions) {
   EXPECT_EQ(m.find("weights.norm"), std::string::npos) << m;
   EXPECT_NE(m.find("; raise --gpu-mem or use a smaller --mode"), std::string::npos) << m;
 
-  // The same plan fits a budget one byte above its total, and not one byte below.
+  // The same plan fits a budget one byte above its total; one byte below, the vision encoder
+  // gets one lane instead of two (Gundam), and one byte below that plan is refused.
   o.gpu_mem = 0;
   Expected<MemoryPlan> unbounded = plan_memory(cfg, weights, o);
   ASSERT_TRUE(unbounded.ok());
+  EXPECT_TRUE(unbounded->vision_two_lanes);
   o.gpu_mem = unbounded->total;
   EXPECT_TRUE(plan_memory(cfg, weights, o).ok());
   o.gpu_mem = unbounded->total - 1;
+  Expected<MemoryPlan> one = plan_memory(cfg, weights, o);
+  ASSERT_TRUE(one.ok()) << one.message();
+  EXPECT_FALSE(one->vision_two_lanes);
+  EXPECT_EQ(one->find_region("vision")->bytes, vision_workspace_bytes(cfg, Mode::kGundam));
+  o.gpu_mem = one->total - 1;
   EXPECT_FALSE(plan_memory(cfg, weights, o).ok());
 }
 
