@@ -1,5 +1,6 @@
 // Hopper warpgroup MMA (wgmma, sm_90a) for the tensor-core kernels: shared-memory matrix
-// descriptors, the async-proxy fence, and the m64n256k16 BF16 -> FP32 instruction (PTX ISA,
+// descriptors, the async-proxy fence, the m64n256k16 (both operands in shared memory) and
+// m64n64k16 (A from registers) BF16 -> FP32 instructions (PTX ISA,
 // "Asynchronous Warpgroup Level Matrix Multiply-Accumulate"). Internal to kernels/*.cu.
 //
 // Operands live in shared memory K-major with the 64-byte swizzle: rows of 32 BF16 (64 B), the
@@ -46,11 +47,18 @@ template <int N>
 __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
 }
-// Keeps the compiler from moving accesses of the accumulators across a wgmma wait.
+// Keeps the compiler from moving accesses of the accumulators across a wgmma wait, and (A from
+// registers) from reusing the A fragment's registers while the wgmma may still read them: the
+// hardware reads them asynchronously, until the wait.
 template <int N>
 __device__ __forceinline__ void wgmma_fence_operands(float (&d)[N]) {
 #pragma unroll
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+template <int N>
+__device__ __forceinline__ void wgmma_fence_operands(uint32_t (&a)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(a[i])::"memory");
 }
 // D[64 x 256] += A[64 x 16] · B[256 x 16]ᵀ, A and B K-major in shared memory (descriptors).
 __device__ __forceinline__ void wgmma_m64n256k16_bf16(float (&d)[128], uint64_t desc_a,
@@ -87,6 +95,35 @@ __device__ __forceinline__ void wgmma_m64n256k16_bf16(float (&d)[128], uint64_t 
         "+f"(d[116]), "+f"(d[117]), "+f"(d[118]), "+f"(d[119]), "+f"(d[120]), "+f"(d[121]),
         "+f"(d[122]), "+f"(d[123]), "+f"(d[124]), "+f"(d[125]), "+f"(d[126]), "+f"(d[127])
       : "l"(desc_a), "l"(desc_b));
+}
+// 128-byte swizzle (CUTLASS's Swizzle<3,4,3>): rows of 64 BF16 (128 B), the 16-byte chunk c of
+// row r at chunk c ^ (r % 8); an 8-row group is one 1024-byte atom (1024-byte aligned). One
+// descriptor serves both majors of a tile of such rows: 8-row groups 1024 B apart, layout type 1.
+//   K-major (rows = N, 64 K values each; B = Kᵀ from a K tile): a k16 step adds 32 B.
+//   MN-major (rows = K, 64 N values each, one atom wide; B = V from a V tile): a k16 step adds
+//   2048 B (two 8-row groups).
+__device__ __forceinline__ uint64_t wgmma_desc_sw128(uint32_t addr) {
+  return static_cast<uint64_t>((addr & 0x3FFFF) >> 4) | (uint64_t{1} << 16) |
+         (uint64_t{1024 >> 4} << 32) | (uint64_t{1} << 62);
+}
+// D[64 x 64] (+)= A[64 x 16] · B, A from registers (per warp the mma.m16n8k16 A fragment of its 16
+// rows), B in shared memory (wgmma_desc_sw128): kTransB 0 = B[n][k] K-major, 1 = B[k][n]
+// MN-major. accumulate 0: D = A·B.
+template <int kTransB>
+__device__ __forceinline__ void wgmma_m64n64k16_rs(float (&d)[32], const uint32_t (&a)[4],
+                                                   uint64_t desc_b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+      "{%32, %33, %34, %35}, %36, p, 1, 1, %38;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+        "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]),
+        "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]),
+        "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]),
+        "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate), "n"(kTransB));
 }
 #endif  // DSOCR_WGMMA
 

@@ -1,7 +1,8 @@
 // Vision attention on the GPU (kernels/vision_attention.cu) against a float64 evaluation with the
 // 2×-naive rule (naive: BF16 inputs, FP32 scores / bias / softmax / P·V, one BF16 rounding of the
-// output), and loosely against vision_attention_ref. Both block shapes the launcher can pick
-// (64- and 128-query blocks) run on every case, as does the launcher's own choice.
+// output), and loosely against vision_attention_ref. Every block shape the launcher can pick
+// (1, 2: 64- and 128-query blocks on mma.sync; 3, 4: one and two warpgroups on wgmma) runs on
+// every case, as does the launcher's own choice.
 // Large grids compare a subset of query rows (every row_step-th, plus the last) to keep the
 // float64 evaluation short; every output element must be written (the output starts as NaN).
 // Timing: --gtest_also_run_disabled_tests --gtest_filter='*Timing*'.
@@ -18,12 +19,12 @@
 #include "kernels/parallel.h"
 
 namespace dsocr::detail {
-// Defined in kernels/vision_attention.cu: the launcher with a forced block shape (m_tiles 16-row
-// tiles per warp; 0 = the launcher's choice).
-cudaError_t vision_attention_m_tiles(const uint16_t* qkv, const float* rel_pos_h,
-                                     const float* rel_pos_w, uint16_t* out, int64_t n_seq,
-                                     int64_t n_tokens, int64_t grid_h, int64_t grid_w, int n_heads,
-                                     int head_dim, cudaStream_t stream, int m_tiles);
+// Defined in kernels/vision_attention.cu: the launcher with a forced block shape (1..4, its
+// pick_shape; 0 = the launcher's choice).
+cudaError_t vision_attention_shape(const uint16_t* qkv, const float* rel_pos_h,
+                                   const float* rel_pos_w, uint16_t* out, int64_t n_seq,
+                                   int64_t n_tokens, int64_t grid_h, int64_t grid_w, int n_heads,
+                                   int head_dim, cudaStream_t stream, int shape);
 }  // namespace dsocr::detail
 
 namespace dsocr::test {
@@ -138,13 +139,12 @@ std::vector<double> gather(const Case& c, const std::vector<uint16_t>& out,
 }
 
 cudaError_t launch(const Case& c, const uint16_t* qkv, const float* rh, const float* rw,
-                   uint16_t* out, int m_tiles, cudaStream_t stream = nullptr) {
-  if (m_tiles < 0)
+                   uint16_t* out, int shape, cudaStream_t stream = nullptr) {
+  if (shape < 0)
     return vision_attention(qkv, c.bias ? rh : nullptr, c.bias ? rw : nullptr, out, c.n_seq, c.n(),
                             c.gh, c.gw, c.n_heads, kHd, stream);
-  return detail::vision_attention_m_tiles(qkv, c.bias ? rh : nullptr, c.bias ? rw : nullptr, out,
-                                          c.n_seq, c.n(), c.gh, c.gw, c.n_heads, kHd, stream,
-                                          m_tiles);
+  return detail::vision_attention_shape(qkv, c.bias ? rh : nullptr, c.bias ? rw : nullptr, out,
+                                        c.n_seq, c.n(), c.gh, c.gw, c.n_heads, kHd, stream, shape);
 }
 
 void run_case(const Case& c, uint64_t seed) {
@@ -166,16 +166,15 @@ void run_case(const Case& c, uint64_t seed) {
   DevBuf<uint16_t> dqkv(in.qkv), dout(c.n_seq * c.n() * c.n_heads * kHd);
   DevBuf<float> drh(c.bias ? in.rh : std::vector<float>(1)),
       drw(c.bias ? in.rw : std::vector<float>(1));
-  for (int m_tiles : {1, 2, -1}) {  // -1: the public launcher's choice
-    SCOPED_TRACE(testing::Message() << "m_tiles " << m_tiles);
+  for (int shape : {1, 2, 3, 4, -1}) {  // -1: the public launcher's choice
+    SCOPED_TRACE(testing::Message() << "shape " << shape);
     dout.poison();
-    LAUNCH_OK(launch(c, dqkv.get(), drh.get(), drw.get(), dout.get(), m_tiles));
+    LAUNCH_OK(launch(c, dqkv.get(), drh.get(), drw.get(), dout.get(), shape));
     const std::vector<uint16_t> out = dout.download();
     int64_t bad = 0;
     for (uint16_t b : out) bad += !std::isfinite(bf16_to_f32(b));
     EXPECT_EQ(bad, 0) << "non-finite (unwritten?) output elements";
-    expect_2x_naive(c.name + " m_tiles " + std::to_string(m_tiles), gather(c, out, rows), naive,
-                    ref64);
+    expect_2x_naive(c.name + " shape " + std::to_string(shape), gather(c, out, rows), naive, ref64);
     if (!cpu.empty()) {
       const double e = rel_err(bf16_to_f64(out), to_f64(cpu));
       EXPECT_LT(e, 1e-2) << "vs vision_attention_ref";
@@ -218,6 +217,9 @@ TEST(VisionAttention, Clip) {
   run_case({"clip 101 tokens", 1, 101, 1, 16, false, 0.f, 1}, 11);
   run_case({"clip 401 tokens", 1, 401, 1, 16, false, 0.f, 1}, 12);
   run_case({"clip 65 tokens", 3, 65, 1, 16, false, 0.f, 1}, 13);
+  run_case({"no bias, 12 heads, 4096 tokens", 1, 4096, 1, 12, false, 0.f, 41}, 16);
+  run_case({"no bias, 12 heads, 130 tokens", 1, 130, 1, 12, false, 0.f, 1}, 17);
+  run_case({"grid 12x20, 16 heads", 1, 12, 20, 16, true, 0.25f, 1}, 18);
 }
 
 // The bias is ~4x the q·k/8 term: a kernel that dropped it or took q/8 for it would be far off.
@@ -281,13 +283,13 @@ TEST(VisionAttention, DISABLED_Timing) {
     DevBuf<float> drh(c.bias ? in.rh : std::vector<float>(1)),
         drw(c.bias ? in.rw : std::vector<float>(1));
     const double flop = 4.0 * c.n_seq * c.n_heads * c.n() * c.n() * kHd;
-    for (int m_tiles : {1, 2, -1}) {
+    for (int shape : {1, 2, 3, 4, -1}) {
       for (int i = 0; i < 5; ++i)
-        ASSERT_EQ(launch(c, dqkv.get(), drh.get(), drw.get(), dout.get(), m_tiles), cudaSuccess);
+        ASSERT_EQ(launch(c, dqkv.get(), drh.get(), drw.get(), dout.get(), shape), cudaSuccess);
       std::vector<float> ms;
       for (int i = 0; i < 20; ++i) {
         ASSERT_EQ(cudaEventRecord(e0), cudaSuccess);
-        ASSERT_EQ(launch(c, dqkv.get(), drh.get(), drw.get(), dout.get(), m_tiles), cudaSuccess);
+        ASSERT_EQ(launch(c, dqkv.get(), drh.get(), drw.get(), dout.get(), shape), cudaSuccess);
         ASSERT_EQ(cudaEventRecord(e1), cudaSuccess);
         ASSERT_EQ(cudaEventSynchronize(e1), cudaSuccess);
         float t = 0;
@@ -296,8 +298,8 @@ TEST(VisionAttention, DISABLED_Timing) {
       }
       std::sort(ms.begin(), ms.end());
       const double us = 1e3 * ms[ms.size() / 2];
-      std::printf("  timing %-38s m_tiles %-4s %9.1f us  %6.1f TFLOP/s\n", c.name.c_str(),
-                  m_tiles < 0 ? "auto" : std::to_string(m_tiles).c_str(), us,
+      std::printf("  timing %-38s shape %-4s %9.1f us  %6.1f TFLOP/s\n", c.name.c_str(),
+                  shape < 0 ? "auto" : std::to_string(shape).c_str(), us,
                   flop / (us * 1e-6) / 1e12);
     }
   }
