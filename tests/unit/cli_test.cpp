@@ -284,8 +284,8 @@ std::string table_row(const std::string& out, const std::string& first) {
 TEST_F(Cli, InspectOffloadPlan) {
   const fs::path dir = full_checkpoint();
   const std::string inspect = "--model '" + dir.string() + "' --inspect --device cpu ";
-  // Gundam, BF16, the full context: 7.58 GB all on the GPU; the smallest offload plan 2.88 GB
-  // (tests/unit/offload_plan_test.cpp has the arithmetic).
+  // Gundam, BF16, the full context: 7.66 GB all on the GPU (two vision lanes); the smallest
+  // offload plan 2.88 GB (tests/unit/offload_plan_test.cpp has the arithmetic).
   Result all = run(inspect);
   ASSERT_EQ(all.code, 0) << all.err;
   for (const char* want : {"residency                all on the GPU", "minimum budget",
