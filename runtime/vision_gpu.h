@@ -7,11 +7,13 @@
 //
 // Memory: everything lives in one caller-given device region (the pool's "vision" region):
 //   [GemmRunner workspace 32 MiB][constant tables per view side][activations of the largest group]
-// Host pixels go up through pinned host memory (one area per group: 14.2 MB for Gundam), which a
-// pageable copy would stage through the driver at a fraction of the bus's speed.
+// or, with two lanes (vision_gpu_region_bytes "concurrent"):
+//   [workspace][tables][activations of group 0][workspace 2][activations of group 1]
 // The tables (SAM pos_embed, CLIP position embedding, SAM rel-pos tables, resized on the host with
 // the CPU references once per side and kept in FP32) are built once in create(); the activations
-// are reused by every group. No allocation after create().
+// are reused by every group. No device allocation after create(). Host pixels go up through
+// pinned host memory (one area per group: 14.2 MB for Gundam, allocated at the first host-pixel
+// encode), which a pageable copy would stage through the driver at a fraction of the bus's speed.
 #pragma once
 
 #include <cuda_runtime_api.h>
