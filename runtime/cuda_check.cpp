@@ -57,6 +57,25 @@ Status cuda_device_available(int* count) {
   return Status::Ok();
 }
 
+Status capture_graph(cudaStream_t stream, const std::function<Status()>& record,
+                     cudaGraphExec_t* exec) {
+  *exec = nullptr;
+  cudaGraph_t graph = nullptr;
+  DSOCR_CUDA_TRY(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  const Status s = record();
+  const cudaError_t end = cudaStreamEndCapture(stream, &graph);
+  if (!s.ok()) {
+    if (graph) cudaGraphDestroy(graph);
+    return s;
+  }
+  DSOCR_CUDA_TRY(end);
+  const cudaError_t inst = cudaGraphInstantiate(exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (inst != cudaSuccess) *exec = nullptr;
+  DSOCR_CUDA_TRY(inst);
+  return Status::Ok();
+}
+
 std::string cuda_unavailable_reason() {
   Status s = cuda_device_available();
   return s.ok() ? std::string() : s.message();

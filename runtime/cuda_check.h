@@ -16,6 +16,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "loader/status.h"
@@ -34,6 +35,13 @@ std::string cuda_unavailable_reason();
 
 // Free and total memory of `device` (sets the current device).
 Status cuda_mem_info(int device, uint64_t* free_bytes, uint64_t* total_bytes);
+
+// Captures what `record` enqueues on `stream` (thread-local capture mode) and instantiates it into
+// *exec (replaced; the caller destroys it). The stream leaves capture mode whatever happens; on
+// failure *exec is null and the first error (record's, then capture's, then instantiation's) is
+// returned. `stream` must not be the legacy default stream.
+Status capture_graph(cudaStream_t stream, const std::function<Status()>& record,
+                     cudaGraphExec_t* exec);
 
 }  // namespace dsocr
 

@@ -612,15 +612,8 @@ Expected<GpuGeneration> GpuDecoder::generate(const std::function<bool(int32_t)>&
   // changed; no other pointer ever changes.
   if (!m.graph || m.graph_stale || !same_ban(m.graph_ban, m.ban)) {
     if (m.graph) cudaGraphExecDestroy(m.graph), m.graph = nullptr;
-    cudaGraph_t g = nullptr;
-    DSOCR_CUDA_TRY(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal));
-    Status s = m.step();
-    const cudaError_t end = cudaStreamEndCapture(m.stream, &g);
-    DSOCR_TRY(s);
-    DSOCR_CUDA_TRY(end);
-    const cudaError_t inst = cudaGraphInstantiate(&m.graph, g, 0);
-    cudaGraphDestroy(g);
-    DSOCR_CUDA_TRY(inst);
+    DSOCR_TRY(capture_graph(
+        m.stream, [&] { return m.step(); }, &m.graph));
     m.graph_ban = m.ban;
     m.graph_stale = false;
   }

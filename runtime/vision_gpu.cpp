@@ -541,17 +541,9 @@ Status VisionGpu::body_replayed(int n, int S, cudaStream_t stream) {
   const uint8_t* pix = lanes_[lane_of(S)].act + act_layout(cfg_, S, n).pix;
   Graphs::Entry& g = graphs_->at(S, n, lane_of(S));
   if (!g.exec && g.uses++ == 0) return body(pix, n, S, stream, /*marks=*/false);
-  if (!g.exec) {
-    cudaGraph_t graph = nullptr;
-    DSOCR_CUDA_TRY(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    Status s = body(pix, n, S, stream, /*marks=*/false);
-    const cudaError_t end = cudaStreamEndCapture(stream, &graph);
-    DSOCR_TRY(s);
-    DSOCR_CUDA_TRY(end);
-    const cudaError_t inst = cudaGraphInstantiate(&g.exec, graph, 0);
-    cudaGraphDestroy(graph);
-    DSOCR_CUDA_TRY(inst);
-  }
+  if (!g.exec)
+    DSOCR_TRY(capture_graph(
+        stream, [&] { return body(pix, n, S, stream, /*marks=*/false); }, &g.exec));
   DSOCR_CUDA_TRY(cudaGraphLaunch(g.exec, stream));
   return Status::Ok();
 }

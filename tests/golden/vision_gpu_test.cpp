@@ -14,8 +14,8 @@
 // Timing (not a test; run explicitly):
 //   golden_vision_gpu_test --gtest_also_run_disabled_tests --gtest_filter='*DISABLED_Timing*'
 // per-view ms for a 1024² base view and a Gundam page (1 x 1024² + 6 x 640²), CUDA events, 5
-// warm-ups, median of 30, with eager launches and with the graph replay; then the per-stage
-// medians (eager: stage events).
+// warm-ups, median of 30, with eager launches and with the graph replay (a region of two lanes:
+// the Gundam tiles beside the global view); then the per-stage medians (eager: stage events).
 #include "runtime/vision_gpu.h"
 
 #include <gtest/gtest.h>
@@ -382,48 +382,6 @@ TEST(VisionGpuBench, DISABLED_Timing) {
         "SAM blocks %.3f  neck %.3f  CLIP %.3f  projector+assembly %.3f\n",
         c.name, med, *std::min_element(ms.begin(), ms.end()), kRuns, med / c.views, median(pe),
         median(sb), median(nk), median(cl), median(pj));
-  }
-  // What running a Gundam page's two groups side by side would give: the tiles on this encoder,
-  // the global view on a second encoder (its own region) and stream, joined by events.
-  {
-    const std::vector<VisionGroup> g2 = {{1024, 1}};
-    const uint64_t bytes2 = vision_gpu_region_bytes(cfg, g2);
-    DevMem region2(bytes2);
-    auto enc2 = VisionGpu::create(cfg, m->w, region2.p, bytes2, g2);
-    ASSERT_TRUE(enc2.ok()) << enc2.message();
-    DevMem proj_t(int64_t{n_tiles} * 100 * cfg.proj_out * 2), proj_g(256 * cfg.proj_out * 2);
-    cudaStream_t s2;
-    ASSERT_EQ(cudaStreamCreate(&s2), cudaSuccess);
-    cudaEvent_t fork, join;
-    ASSERT_EQ(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming), cudaSuccess);
-    ASSERT_EQ(cudaEventCreateWithFlags(&join, cudaEventDisableTiming), cudaSuccess);
-    std::vector<float> ms[2];
-    for (int i = 0; i < kWarm + kRuns; ++i)
-      for (int side = 0; side < 2; ++side) {
-        ASSERT_EQ(cudaEventRecord(e0, stream), cudaSuccess);
-        ASSERT_EQ(cudaEventRecord(fork, stream), cudaSuccess);
-        cudaStream_t gs = side ? s2 : stream;
-        ASSERT_EQ(cudaStreamWaitEvent(gs, fork), cudaSuccess);
-        Status st = (*enc)->encode_views(tiles, true, n_tiles, 640,
-                                         static_cast<uint16_t*>(proj_t.p), stream);
-        ASSERT_TRUE(st.ok()) << st.message();
-        st = (*enc2)->encode_views(global, true, 1, 1024, static_cast<uint16_t*>(proj_g.p), gs);
-        ASSERT_TRUE(st.ok()) << st.message();
-        ASSERT_EQ(cudaEventRecord(join, gs), cudaSuccess);
-        ASSERT_EQ(cudaStreamWaitEvent(stream, join), cudaSuccess);
-        ASSERT_EQ(cudaEventRecord(e1, stream), cudaSuccess);
-        ASSERT_EQ(cudaEventSynchronize(e1), cudaSuccess);
-        float t = 0;
-        ASSERT_EQ(cudaEventElapsedTime(&t, e0, e1), cudaSuccess);
-        if (i >= kWarm) ms[side].push_back(t);
-      }
-    std::printf(
-        "  TIMING gundam page as two groups on two encoders: one stream %.3f ms, two streams "
-        "%.3f ms (+%llu MB region)\n",
-        median(ms[0]), median(ms[1]), static_cast<unsigned long long>(bytes2 >> 20));
-    cudaEventDestroy(fork);
-    cudaEventDestroy(join);
-    cudaStreamDestroy(s2);
   }
   // Host pixels: the same page from (pageable) host memory, staged by the encoder through pinned
   // memory; wall clock of the whole call (graph replay) against the device-pixel call.
